@@ -1,0 +1,69 @@
+"""mcp-tracking: how well AI agents use your MCP server's tools, and help for them to use them better.
+
+The pipeline: intercept (``adapters``) → detect (``core``) → emit (``emit``) → store (``sinks``) →
+measure (``metrics``) → report (``report``, ``cli``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mcp_tracking.client import AnalyticsClient
+from mcp_tracking.core.completeness import has_multiple_results, has_result_data, includes_metrics
+from mcp_tracking.core.recorder import CallInfo, Recorder, TrackingOptions
+from mcp_tracking.emit.processors import Processor
+from mcp_tracking.events import SCHEMA_VERSION, EventName, EventRecord
+from mcp_tracking.sinks import JSONLSink, MemorySink, SQLiteSink, Sink, sink_from_url
+
+if TYPE_CHECKING:
+    from mcp_tracking.adapters.decorator import track_tool
+    from mcp_tracking.adapters.instrument import instrument
+    from mcp_tracking.adapters.mcpserver import TrackingMiddleware
+    from mcp_tracking.metrics import MetricsResult, compute_metrics
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "TrackingMiddleware": "mcp_tracking.adapters.mcpserver",
+    "FastMCPTrackingMiddleware": "mcp_tracking.adapters.fastmcp",
+    "track_tool": "mcp_tracking.adapters.decorator",
+    "instrument": "mcp_tracking.adapters.instrument",
+    "compute_metrics": "mcp_tracking.metrics",
+    "MetricsResult": "mcp_tracking.metrics",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mcp_tracking' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AnalyticsClient",
+    "CallInfo",
+    "EventName",
+    "EventRecord",
+    "FastMCPTrackingMiddleware",
+    "JSONLSink",
+    "MemorySink",
+    "MetricsResult",
+    "Processor",
+    "Recorder",
+    "SQLiteSink",
+    "Sink",
+    "TrackingMiddleware",
+    "TrackingOptions",
+    "__version__",
+    "compute_metrics",
+    "has_multiple_results",
+    "has_result_data",
+    "includes_metrics",
+    "instrument",
+    "sink_from_url",
+    "track_tool",
+]

@@ -1,0 +1,200 @@
+"""mcp 2.x: ``TrackingMiddleware`` for ``MCPServer`` (the official SDK's ``ServerMiddleware``).
+
+    mcp = MCPServer("drea")
+    mcp.middleware.append(TrackingMiddleware(client, server=mcp))
+
+The middleware sees every ``tools/call`` before the SDK validates or looks it up; ``call_next``
+returns the serialised wire dict. Answers it gives itself (unknown tool, invalid arguments) are
+serialised exactly as the SDK serialises its own, in both protocol eras.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+
+from mcp_tracking._logging import warn_once
+from mcp_tracking.adapters._common import error_type_of, payload_of, str_or_none, text_of
+from mcp_tracking.client import AnalyticsClient
+from mcp_tracking.core.recorder import CallInfo, Recorder, TrackingOptions
+
+try:  # mcp >= 2
+    from mcp_types import SERVER_INFO_META_KEY, CallToolResult, TextContent
+    from mcp_types.methods import serialize_server_result
+    from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+except ImportError as exc:  # pragma: no cover - mcp 1.x environment
+    raise ImportError("TrackingMiddleware needs mcp>=2 (MCPServer). For mcp 1.x FastMCP use "
+                      "mcp_tracking.instrument(server) or mcp_tracking.adapters.mcp_v1.") from exc
+
+try:
+    from mcp.server.auth.middleware.auth_context import get_access_token
+except ImportError:  # pragma: no cover
+    def get_access_token() -> Any:  # type: ignore[misc]
+        return None
+
+
+def error_result(ctx: Any, server: Any, text: str) -> dict[str, Any]:
+    """A ``tools/call`` error result, serialised the way the SDK serialises its own for this protocol era."""
+    dumped = CallToolResult(content=[TextContent(type="text", text=text)], is_error=True).model_dump(
+        by_alias=True, mode="json", exclude_none=True)
+    version = ctx.protocol_version
+    try:
+        wire = serialize_server_result("tools/call", version, dumped)
+    except Exception:
+        wire = {"content": dumped["content"], "isError": True}
+    if version in MODERN_PROTOCOL_VERSIONS and server is not None:
+        wire["_meta"] = {SERVER_INFO_META_KEY: {"name": server.name, "version": server.version}}
+    return wire
+
+
+class TrackingMiddleware:
+    """Tracks every ``tools/call`` on an ``MCPServer``: identity, manifest, retries, validation, timing.
+
+    Args:
+        client: the :class:`~mcp_tracking.AnalyticsClient` (a default one on the embedded SQLite store if omitted).
+        server: the ``MCPServer`` whose live tool list is the manifest. Without it, unknown names are still
+            recorded (from the SDK's own answer) but get no suggestion, and arguments are not validated.
+        options: a :class:`~mcp_tracking.TrackingOptions`, or its fields as keyword arguments.
+
+    Example:
+        mcp = MCPServer("drea")
+        mcp.middleware.append(TrackingMiddleware(AnalyticsClient(mcp_name="drea"), server=mcp))
+    """
+
+    def __init__(self, client: AnalyticsClient | None = None, server: Any = None, *,
+                 options: TrackingOptions | None = None, **option_fields: Any) -> None:
+        if options is not None and option_fields:
+            raise TypeError("pass either options= or option keyword arguments, not both")
+        self.client = client if client is not None else AnalyticsClient()
+        self.server = server
+        self.recorder = Recorder(self.client, options or TrackingOptions(**option_fields))
+        if self.client.mcp_name is None and server is not None:
+            self.client.mcp_name = getattr(server, "name", None)
+
+    # -- facts -----------------------------------------------------------------------------------
+
+    def _lookup(self, name: str) -> tuple[bool, Any, Any]:
+        """(known, input schema, names callable) from the server's live tool manager."""
+        manager = getattr(self.server, "_tool_manager", None)
+        if manager is None:
+            return True, None, None
+        tool = manager.get_tool(name)
+        return tool is not None, (tool.parameters if tool is not None else None), \
+            (lambda: [t.name for t in manager.list_tools()])
+
+    def _info(self, ctx: Any, name: str, args: Any) -> CallInfo:
+        session = ctx.session
+        connection = getattr(session, "_connection", None)
+        params = ctx.params or {}
+        meta = params.get("_meta") if isinstance(params, Mapping) else None
+        request = ctx.request
+        transport_session = getattr(connection, "session_id", None)
+        if transport_session is None and request is not None:
+            transport_session = request.headers.get("mcp-session-id")
+        outbound = getattr(session, "_request_outbound", None)
+        kind = getattr(getattr(getattr(outbound, "_inner", outbound), "transport", None), "kind", None)
+        conn_key: Any = None
+        version = ctx.protocol_version
+        if version not in MODERN_PROTOCOL_VERSIONS:
+            conn_key = connection  # handshake era: one Connection per client connection
+        elif connection is not None and getattr(connection, "has_standalone_channel", False):
+            conn_key = connection.outbound  # 2026-07-28 over a duplex pipe (stdio): one outbound per pipe
+        elif kind == "direct":
+            conn_key = getattr(outbound, "_inner", outbound).transport  # in-process: one per client dispatcher
+        client_params = getattr(session, "client_params", None)
+        client_info = getattr(client_params, "client_info", None)
+        if client_info is None and isinstance(meta, Mapping):
+            raw = meta.get("io.modelcontextprotocol/clientInfo")
+            client_info_name = raw.get("name") if isinstance(raw, Mapping) else None
+            client_info_version = raw.get("version") if isinstance(raw, Mapping) else None
+        else:
+            client_info_name = getattr(client_info, "name", None)
+            client_info_version = getattr(client_info, "version", None)
+        token = get_access_token()
+        if request is not None:
+            transport = "streamable-http"
+        elif kind == "direct":
+            transport = "in-process"
+        else:
+            transport = "stdio" if kind == "jsonrpc" else kind
+        on_new = None
+        if version not in MODERN_PROTOCOL_VERSIONS and connection is not None and transport_session is None:
+            stack = getattr(connection, "exit_stack", None)
+            if stack is not None:
+                def on_new(sid: str, _stack: Any = stack) -> None:
+                    _stack.callback(self.recorder.end_connection, sid)
+        return CallInfo(
+            tool_name=name, arguments=args, meta=meta if isinstance(meta, Mapping) else None,
+            transport_session=str_or_none(transport_session), connection=conn_key,
+            auth_subject=str_or_none(getattr(token, "subject", None)),
+            auth_client_id=str_or_none(getattr(token, "client_id", None)),
+            client_name=str_or_none(client_info_name), client_version=str_or_none(client_info_version),
+            protocol_version=version, transport=transport, request_id=ctx.request_id,
+            mcp_name=self.client.mcp_name or getattr(self.server, "name", None), on_new_connection=on_new,
+        )
+
+    # -- the middleware --------------------------------------------------------------------------
+
+    async def __call__(self, ctx: Any, call_next: Any) -> Any:
+        if ctx.method != "tools/call" or ctx.request_id is None:
+            return await call_next(ctx)
+        params = ctx.params
+        name = params.get("name") if isinstance(params, Mapping) else None
+        args = params.get("arguments") if isinstance(params, Mapping) else None
+        if not isinstance(name, str) or not (args is None or isinstance(args, Mapping)):
+            return await call_next(ctx)  # malformed: the SDK answers -32602 itself
+        handle = None
+        try:
+            known, schema, names = self._lookup(name)
+            handle = self.recorder.begin(self._info(ctx, name, args or {}), known=known, schema=schema,
+                                         available=names)
+        except Exception:
+            warn_once("mcpserver-begin", "mcp_tracking: could not track a tools/call; it proceeds untracked",
+                      exc_info=True)
+        if handle is not None and handle.reject is not None:
+            try:
+                return error_result(ctx, self.server, handle.reject)
+            except Exception:
+                warn_once("mcpserver-reject", "mcp_tracking: could not build the corrective answer", exc_info=True)
+        timeout = self.recorder.options.timeout
+        try:
+            if timeout is not None:
+                with anyio.fail_after(timeout):
+                    result = await call_next(ctx)
+            else:
+                result = await call_next(ctx)
+        except TimeoutError as exc:
+            if timeout is None or handle is None:
+                self.recorder.finish(handle, error_type=error_type_of(exc), exception=exc)
+                raise
+            message = f"Tool {name!r} timed out after {timeout:g} s."
+            self.recorder.finish(handle, error_type="timeout", error_message=message, exception=exc)
+            return error_result(ctx, self.server, message)
+        except BaseException as exc:
+            self.recorder.finish(handle, error_type=error_type_of(exc), exception=exc)
+            raise
+        if handle is not None:
+            self._finish(handle, result)
+        return result
+
+    def _finish(self, handle: Any, result: Any) -> None:
+        try:
+            if isinstance(result, Mapping):
+                is_error = bool(result.get("isError"))
+                structured, content = result.get("structuredContent"), result.get("content")
+            else:
+                is_error = bool(getattr(result, "is_error", False))
+                structured, content = getattr(result, "structured_content", None), getattr(result, "content", None)
+        except Exception:
+            self.recorder.finish(handle)
+            return
+        if is_error:
+            text = text_of(content)
+            kind = "tool_error"
+            if self.server is None and text.startswith("Unknown tool"):
+                kind = "unknown_tool"
+            self.recorder.finish(handle, error_type=kind, error_message=text)
+        else:
+            self.recorder.finish(handle, result=payload_of(structured, content))

@@ -1,0 +1,92 @@
+"""Who is calling, and which session a call belongs to, when MCP does not always say.
+
+Resolution order, first hit wins (the source is recorded on ``session_start``):
+
+1. **explicit**: a session bound by the host (``with client.session(...)``), a session key in the
+   request's ``_meta``, or ``session_id``/``user_id`` keyword arguments;
+2. **transport**: the transport's session id (legacy streamable HTTP ``Mcp-Session-Id``);
+3. **connection**: one id minted per live connection object (stdio, in-process, legacy handshake);
+4. **identity**: the caller's identity (auth subject / client id, else client name and version) with
+   an inactivity window: a gap longer than the idle timeout starts a new session.
+
+``user_id``: explicit, else the auth subject or client id, else ``"anonymous"``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import itertools
+import os
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+#: ``_meta`` keys read for an explicit session or user, in this order.
+SESSION_META_KEYS = ("io.mcp-tracking/session_id", "mcp_tracking.session_id", "session_id", "sessionId")
+USER_META_KEYS = ("io.mcp-tracking/user_id", "mcp_tracking.user_id", "user_id", "userId")
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """A session/user the host bound around some calls (``with client.session(...)``)."""
+
+    session_id: str | None
+    user_id: str | None
+
+
+current_binding: contextvars.ContextVar[Binding | None] = contextvars.ContextVar("mcp_tracking_binding",
+                                                                                   default=None)
+
+
+def _short_random() -> str:
+    return os.urandom(8).hex()
+
+
+_counter = itertools.count(1)
+
+
+def mint(prefix: str) -> str:
+    """A new session id: ``<prefix>-<16 hex>``."""
+    return f"{prefix}-{_short_random()}"
+
+
+class ConnectionIds:
+    """One minted id per live connection object; forgotten when the object is collected."""
+
+    def __init__(self, max_unweakrefable: int = 10_000) -> None:
+        self._weak: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+        self._strong: dict[int, tuple[Any, str]] = {}
+        self.max_unweakrefable = max_unweakrefable
+
+    def get(self, conn: Any) -> tuple[str, bool]:
+        """(id, created)."""
+        try:
+            sid = self._weak.get(conn)
+            if sid is None:
+                sid = mint("conn")
+                self._weak[conn] = sid
+                return sid, True
+            return sid, False
+        except TypeError:  # not weak-referenceable or not hashable
+            hit = self._strong.get(id(conn))
+            if hit is not None and hit[0] is conn:
+                return hit[1], False
+            if len(self._strong) >= self.max_unweakrefable:
+                self._strong.clear()
+            sid = mint("conn")
+            self._strong[id(conn)] = (conn, sid)
+            return sid, True
+
+
+def meta_value(meta: Any, keys: tuple[str, ...]) -> str | None:
+    """First non-empty string under ``keys`` in a ``_meta`` mapping."""
+    if not isinstance(meta, Mapping):
+        return None
+    for key in keys:
+        value = meta.get(key)
+        if isinstance(value, str) and value:
+            return value[:256]
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+    return None

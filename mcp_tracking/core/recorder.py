@@ -1,0 +1,358 @@
+"""The framework-free core: what happened on one tool call, and which events follow.
+
+Adapters (MCPServer middleware, fastmcp middleware, the mcp 1.x hook, the decorator) gather the facts of
+an inbound call into a :class:`CallInfo`, ask :meth:`Recorder.begin` whether the call may run, run it,
+and report the outcome to :meth:`Recorder.finish`. Per call, in the design's order:
+
+identity → session_start (first sight) → manifest check → retry detection → wrong-tool detection →
+``tool_call_started`` → (unknown name: ``hallucinated_tool_call`` + corrective answer) → schema validation
+(``schema_validation_error`` + corrective answer in *enforce* mode) → run and time →
+``tool_call_completed`` / ``tool_call_failed`` → answer completeness.
+
+Every call into the recorder is contained: an internal failure is logged at a limited rate and the
+tool call goes ahead untracked.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from mcp_tracking._json import canonical_bytes, params_hash
+from mcp_tracking._logging import warn_once
+from mcp_tracking.core import completeness as _completeness
+from mcp_tracking.core.identity import (
+    SESSION_META_KEYS,
+    USER_META_KEYS,
+    ConnectionIds,
+    current_binding,
+    meta_value,
+    mint,
+)
+from mcp_tracking.core.manifest import SUGGESTION_CUTOFF, suggest, unknown_tool_message
+from mcp_tracking.core.sessions import CallHistory, SessionState
+from mcp_tracking.core.validation import ValidatorCache, invalid_arguments_message, validate
+
+if TYPE_CHECKING:
+    from mcp_tracking.client import AnalyticsClient
+
+import hashlib
+
+ValidationMode = Literal["enforce", "observe", "off"]
+MAX_FINGERPRINT_BYTES = 1 << 20
+
+
+@dataclass
+class TrackingOptions:
+    """How the interceptors judge calls.
+
+    Args:
+        validation: ``"enforce"`` (default: invalid arguments get a corrective error and the tool does not
+            run), ``"observe"`` (record, let the framework decide) or ``"off"``.
+        check_manifest: answer unknown tool names with a "did you mean" error (default on).
+        suggestion_cutoff: minimum rapidfuzz score (0-100) for a suggestion.
+        completeness: per tool name, the checks run on its result (opt-in).
+        completeness_threshold: fraction of checks that must pass for ``answer_complete``.
+        polling_tools: tools legitimately called again with the same arguments (never retries).
+        session_meta_keys / user_meta_keys: ``_meta`` keys read for an explicit session/user.
+        timeout: seconds after which a tool call is cancelled and recorded as ``timeout`` (off by default).
+    """
+
+    validation: ValidationMode = "enforce"
+    check_manifest: bool = True
+    suggestion_cutoff: float = SUGGESTION_CUTOFF
+    completeness: Mapping[str, Sequence[_completeness.Check]] = field(default_factory=dict)
+    completeness_threshold: float = _completeness.DEFAULT_THRESHOLD
+    polling_tools: Collection[str] = ()
+    session_meta_keys: tuple[str, ...] = SESSION_META_KEYS
+    user_meta_keys: tuple[str, ...] = USER_META_KEYS
+    timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.validation not in ("enforce", "observe", "off"):
+            raise ValueError(f"validation must be 'enforce', 'observe' or 'off', not {self.validation!r}")
+        if not 0 <= self.suggestion_cutoff <= 100:
+            raise ValueError("suggestion_cutoff must be between 0 and 100")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.polling_tools = frozenset(self.polling_tools)
+
+
+@dataclass(slots=True)
+class CallInfo:
+    """What an adapter knows about an inbound tool call. Only ``tool_name`` and ``arguments`` are required."""
+
+    tool_name: str
+    arguments: Any
+    meta: Mapping[str, Any] | None = None
+    explicit_session: str | None = None
+    explicit_user: str | None = None
+    transport_session: str | None = None
+    connection: Any = None
+    auth_subject: str | None = None
+    auth_client_id: str | None = None
+    client_name: str | None = None
+    client_version: str | None = None
+    protocol_version: str | None = None
+    transport: str | None = None
+    request_id: Any = None
+    mcp_name: str | None = None
+    on_new_connection: Callable[[str], None] | None = None
+
+
+@dataclass(slots=True)
+class CallHandle:
+    """One call in flight. ``reject`` is the corrective answer when the call must not run."""
+
+    state: SessionState
+    user_id: str
+    mcp_name: str | None
+    tool_name: str
+    params: Any
+    params_hash: str
+    sequence: int
+    started: float
+    reject: str | None = None
+    reject_kind: str | None = None
+    deferred_retry: CallHistory | None = None
+    finished: bool = False
+
+
+class Recorder:
+    """The per-call pipeline over an :class:`~mcp_tracking.client.AnalyticsClient`."""
+
+    def __init__(self, client: AnalyticsClient, options: TrackingOptions | None = None) -> None:
+        self.client = client
+        self.options = options or TrackingOptions()
+        self.validators = ValidatorCache()
+        self.connections = ConnectionIds()
+        self._polling = frozenset(self.options.polling_tools) | client.polling_tools
+
+    # -- identity --------------------------------------------------------------------------------
+
+    def resolve_identity(self, info: CallInfo) -> tuple[str, str, str, str, bool]:
+        """(session_id, session_source, user_id, user_source, new_connection)."""
+        opts = self.options
+        bound = current_binding.get()
+        user = info.explicit_user or (bound.user_id if bound else None) or meta_value(info.meta, opts.user_meta_keys)
+        if user:
+            user_source = "explicit"
+        elif info.auth_subject or info.auth_client_id:
+            user, user_source = (info.auth_subject or info.auth_client_id), "auth"
+        else:
+            user, user_source = "anonymous", "anonymous"
+        session = info.explicit_session or (bound.session_id if bound else None) or meta_value(
+            info.meta, opts.session_meta_keys)
+        if session:
+            return session, "explicit", str(user), user_source, False
+        if info.transport_session:
+            return str(info.transport_session), "transport", str(user), user_source, False
+        if info.connection is not None:
+            sid, created = self.connections.get(info.connection)
+            return sid, "connection", str(user), user_source, created
+        # no session anywhere (2026-07-28 over HTTP, stateless): the caller's identity + an inactivity window
+        who = (f"auth:{info.auth_subject or info.auth_client_id}" if user_source == "auth"
+               else f"client:{info.client_name}/{info.client_version}" if info.client_name else f"user:{user}")
+        key = f"{info.mcp_name}|{who}"
+        store = self.client.sessions
+        with store.lock:
+            sid = store.session_for_identity(key)
+            if sid is None:
+                sid = mint("idn")
+                store.get_or_create(sid, str(user), info.mcp_name or self.client.mcp_name)
+                store.bind_identity(key, sid)
+        return sid, "identity", str(user), user_source, False
+
+    # -- begin -----------------------------------------------------------------------------------
+
+    def begin(self, info: CallInfo, *, known: bool, schema: Any = None,
+              available: Callable[[], Sequence[str]] | None = None) -> CallHandle | None:
+        """Record the start of a call. ``None`` means tracking failed internally: run the call untracked."""
+        try:
+            return self._begin(info, known, schema, available)
+        except Exception:
+            warn_once("begin", "mcp_tracking: tracking the start of %r failed; the call proceeds untracked",
+                      getattr(info, "tool_name", None), exc_info=True)
+            return None
+
+    def _begin(self, info: CallInfo, known: bool, schema: Any,
+               available: Callable[[], Sequence[str]] | None) -> CallHandle:
+        client = self.client
+        sid, session_source, user, user_source, new_conn = self.resolve_identity(info)
+        mcp = info.mcp_name or client.mcp_name
+        tool = info.tool_name if isinstance(info.tool_name, str) else str(info.tool_name)
+        args = info.arguments
+        params = dict(args) if isinstance(args, Mapping) else args  # snapshot: the tool may mutate its args
+        phash = params_hash(params if params is not None else {})
+        if new_conn and info.on_new_connection is not None:
+            try:
+                info.on_new_connection(sid)
+            except Exception:
+                warn_once("on-conn", "mcp_tracking: could not watch the connection for its end", exc_info=True)
+        store = client.sessions
+        with store.lock:
+            state, created = store.get_or_create(sid, user, mcp)
+            if created or not state.info.get("started"):
+                state.info["started"] = True
+                state.session_source, state.user_source = session_source, user_source
+                client._emit("session_start", user, sid, mcp, {
+                    "client_name": info.client_name, "client_version": info.client_version,
+                    "protocol_version": info.protocol_version, "transport": info.transport,
+                    "session_source": session_source, "user_source": user_source,
+                })
+            seq = state.sequence + 1
+            previous = state.last_call.tool_name if state.last_call is not None else None
+            deferred = None
+            is_retry, attempt = False, 0
+            entry = state.history.get((tool, phash))
+            if entry is not None and tool not in self._polling and not entry.volatile:
+                if entry.last_outcome == "succeeded":
+                    deferred = entry  # a repeat of a success is a retry only if it returns the same thing
+                else:
+                    entry.retries += 1
+                    is_retry, attempt = True, entry.retries
+                    reason = "duplicate_in_flight" if entry.last_outcome == "pending" else entry.last_outcome
+                    client._track_locked(state, "tool_call_retry", user, mcp, {
+                        "tool_name": tool, "tool_params": params, "params_hash": phash,
+                        "original_call_sequence": entry.first_sequence, "retry_attempt": attempt,
+                        "retry_reason": reason, "call_sequence": seq,
+                    })
+            client._wrong_tool_locked(state, user, mcp, tool, params, seq)
+            client._track_locked(state, "tool_call_started", user, mcp, {
+                "tool_name": tool, "tool_params": params, "call_sequence": seq, "is_retry": is_retry,
+                "retry_attempt": attempt, "previous_tool_name": previous, "params_hash": phash,
+                "mcp_tool_available": known,
+            })
+        handle = CallHandle(state, user, mcp, tool, params, phash, seq, time.perf_counter(), deferred_retry=deferred)
+        if not known and self.options.check_manifest:
+            self._hallucinated(handle, available)
+        elif known and schema is not None and self.options.validation != "off":
+            self._validate(handle, schema)
+        return handle
+
+    def _hallucinated(self, handle: CallHandle, available: Callable[[], Sequence[str]] | None) -> None:
+        names = list(available()) if available is not None else []
+        try:
+            found = suggest(handle.tool_name, names, cutoff=self.options.suggestion_cutoff)
+        except Exception:
+            warn_once("suggest", "mcp_tracking: the fuzzy matcher failed", exc_info=True)
+            found = []
+        handle.reject = unknown_tool_message(handle.tool_name, found, names)
+        handle.reject_kind = "unknown_tool"
+        self._emit(handle, "hallucinated_tool_call", {
+            "requested_tool_name": handle.tool_name, "tool_params": handle.params, "available_tools": sorted(names),
+            "call_sequence": handle.sequence,
+            "similar_tool_suggested": found[0].name if found else None,
+            "similarity_score": found[0].score if found else None,
+            "suggestions": [s.name for s in found],
+        })
+        self._finish_failed(handle, "unknown_tool", handle.reject, retry_eligible=False)
+
+    def _validate(self, handle: CallHandle, schema: Any) -> None:
+        try:
+            compiled = self.validators.get(handle.tool_name, schema)
+            outcome = validate(compiled, handle.params if handle.params is not None else {})
+        except Exception:
+            warn_once("validate", "mcp_tracking: validating arguments of %r failed", handle.tool_name,
+                      exc_info=True)
+            return
+        if outcome is None:
+            return
+        errors = [{**e, "blocking": True} for e in outcome.errors] + [{**w, "blocking": False}
+                                                                      for w in outcome.warnings]
+        self._emit(handle, "schema_validation_error", {
+            "tool_name": handle.tool_name, "tool_params": handle.params, "validation_errors": errors,
+            "call_sequence": handle.sequence, "schema_version": outcome.schema_version,
+            "enforced": bool(outcome.errors) and self.options.validation == "enforce",
+        })
+        if outcome.errors and self.options.validation == "enforce":
+            handle.reject = invalid_arguments_message(handle.tool_name, outcome, schema)
+            handle.reject_kind = "validation_error"
+            self._finish_failed(handle, "validation_error", handle.reject, retry_eligible=True)
+
+    # -- finish ----------------------------------------------------------------------------------
+
+    def finish(self, handle: CallHandle | None, *, error_type: str | None = None, error_message: str | None = None,
+               result: Any = None, exception: BaseException | None = None) -> None:
+        """Record the outcome of a call that ran. Never raises."""
+        if handle is None or handle.finished:
+            return
+        try:
+            self._finish(handle, error_type, error_message, result, exception)
+        except Exception:
+            warn_once("finish", "mcp_tracking: tracking the end of %r failed", handle.tool_name, exc_info=True)
+
+    def _finish(self, handle: CallHandle, error_type: str | None, error_message: str | None, result: Any,
+                exception: BaseException | None) -> None:
+        elapsed = round((time.perf_counter() - handle.started) * 1000.0, 3)
+        if exception is not None and error_type is None:
+            error_type = "execution_error"
+        if error_type is not None:
+            extra = {"exception_type": type(exception).__name__} if exception is not None else {}
+            if error_message is None and exception is not None:
+                error_message = str(exception) or type(exception).__name__
+            self._resolve_deferred(handle, None)
+            self._finish_failed(handle, error_type, error_message, elapsed=elapsed,
+                                retry_eligible=error_type not in ("unknown_tool",), **extra)
+            return
+        payload = canonical_bytes(result) if result is not None else b"null"
+        fingerprint = (hashlib.blake2b(payload, digest_size=8).hexdigest()
+                       if len(payload) <= MAX_FINGERPRINT_BYTES else None)
+        self._resolve_deferred(handle, fingerprint)
+        handle.finished = True
+        store = self.client.sessions
+        with store.lock:
+            self.client._track_locked(handle.state, "tool_call_completed", handle.user_id, handle.mcp_name, {
+                "tool_name": handle.tool_name, "tool_params": handle.params, "success": True,
+                "execution_time_ms": elapsed, "call_sequence": handle.sequence, "params_hash": handle.params_hash,
+                "result_size": len(payload),
+            })
+            entry = handle.state.history.get((handle.tool_name, handle.params_hash))
+            if entry is not None:
+                entry.result_fingerprint = fingerprint
+        checks = self.options.completeness.get(handle.tool_name)
+        if checks:
+            report = _completeness.evaluate(checks, result, threshold=self.options.completeness_threshold)
+            self._emit(handle, "answer_complete" if report.complete else "answer_incomplete", {
+                "completeness_score": report.score, "detection_method": "heuristic_validation",
+                "checks_passed": report.passed, "checks_failed": report.failed, "tool_name": handle.tool_name,
+                "result_count": report.result_count, "call_sequence": handle.sequence,
+            })
+
+    def _resolve_deferred(self, handle: CallHandle, fingerprint: str | None) -> None:
+        """A repeat of an earlier success: a retry if it failed or returned the same result; else polling."""
+        entry = handle.deferred_retry
+        if entry is None:
+            return
+        handle.deferred_retry = None
+        if fingerprint is not None and entry.result_fingerprint is not None and fingerprint != entry.result_fingerprint:
+            entry.volatile = True  # the answer changed: the agent is polling, not retrying
+            return
+        entry.retries += 1
+        self._emit(handle, "tool_call_retry", {
+            "tool_name": handle.tool_name, "tool_params": handle.params, "params_hash": handle.params_hash,
+            "original_call_sequence": entry.first_sequence, "retry_attempt": entry.retries,
+            "retry_reason": "repeated_after_success", "call_sequence": handle.sequence,
+        })
+
+    def _finish_failed(self, handle: CallHandle, error_type: str, message: str | None, *, elapsed: float = 0.0,
+                       retry_eligible: bool = True, **extra: Any) -> None:
+        handle.finished = True
+        self._emit(handle, "tool_call_failed", {
+            "tool_name": handle.tool_name, "tool_params": handle.params, "error_type": error_type,
+            "error_message": message, "execution_time_ms": elapsed, "call_sequence": handle.sequence,
+            "retry_eligible": retry_eligible, "params_hash": handle.params_hash, **extra,
+        })
+
+    def _emit(self, handle: CallHandle, name: str, metadata: dict[str, Any]) -> None:
+        with self.client.sessions.lock:
+            self.client._track_locked(handle.state, name, handle.user_id, handle.mcp_name, metadata)
+
+    def end_connection(self, session_id: str) -> None:
+        """The connection behind a ``connection`` session closed: end the session now."""
+        try:
+            self.client.sessions.end(session_id, "connection_closed")
+        except Exception:
+            warn_once("end-conn", "mcp_tracking: ending a session at connection close failed", exc_info=True)

@@ -1,0 +1,283 @@
+"""The emitter: a bounded queue in front of one sink, drained by one background worker.
+
+``emit()`` is the only thing the request path does: append to a deque and maybe wake the worker.
+The worker batches by size and time, runs the processors (JSON-safe, redact, cap), and writes with
+retry and backoff. Everything that goes wrong is counted and logged at a limited rate; nothing raises
+into the caller.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+from mcp_tracking._logging import warn_once
+from mcp_tracking.emit.processors import Processor, default_processors
+from mcp_tracking.events import EventRecord
+from mcp_tracking.sinks.base import Sink
+
+DEFAULT_MAX_QUEUE_SIZE = 50_000
+DEFAULT_BATCH_SIZE = 1000
+DEFAULT_FLUSH_INTERVAL = 0.5
+DEFAULT_MAX_RETRIES = 3
+
+
+@dataclass
+class EmitterStats:
+    """The emitter's own health."""
+
+    accepted: int = 0
+    written: int = 0
+    dropped: int = 0
+    failed_writes: int = 0
+    failed_events: int = 0
+    processor_errors: int = 0
+    retries: int = 0
+    queue_depth: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class Emitter:
+    """Queue → batch → processors → sink, on a daemon worker thread.
+
+    Args:
+        sink: where batches go.
+        processors: per-event chain; defaults to :func:`default_processors`.
+        max_queue_size: events held in memory; past it new events are dropped and counted.
+        batch_size: events per write.
+        flush_interval: seconds the worker waits before writing a partial batch.
+        max_retries: attempts per batch after the first, with exponential backoff.
+    """
+
+    def __init__(
+        self,
+        sink: Sink,
+        *,
+        processors: Sequence[Processor] | None = None,
+        max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        retry_backoff: float = 0.05,
+    ) -> None:
+        if max_queue_size <= 0 or batch_size <= 0:
+            raise ValueError("max_queue_size and batch_size must be positive")
+        if batch_size > max_queue_size:
+            raise ValueError("batch_size must be less than or equal to max_queue_size")
+        if flush_interval <= 0:
+            raise ValueError("flush_interval must be positive")
+        self.sink = sink
+        self.processors: list[Processor] = list(processors) if processors is not None else default_processors()
+        self.max_queue_size = max_queue_size
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.max_retries = max_retries
+        self.retry_backoff = retry_backoff
+        self._tick_callbacks: list[Callable[[], None]] = []
+        self._init_state()
+        _LIVE.add(self)
+
+    def _init_state(self) -> None:
+        self._queue: deque[EventRecord] = deque()
+        self._lock = threading.Lock()
+        self._done_cond = threading.Condition(threading.Lock())
+        self._wake = threading.Event()
+        self._enqueued = 0
+        self._done = 0
+        self._stats = EmitterStats()
+        self._closed = False
+        self._worker: threading.Thread | None = None
+        self._worker_pid = os.getpid()
+
+    # -- request path ----------------------------------------------------------------------------
+
+    def emit(self, record: EventRecord) -> bool:
+        """Queue one event; ``False`` (counted, logged) when the queue is full or the emitter closed."""
+        if self._closed:
+            self._stats.dropped += 1
+            return False
+        queue = self._queue
+        with self._lock:
+            if len(queue) >= self.max_queue_size:
+                self._stats.dropped += 1
+                dropped = True
+            else:
+                queue.append(record)
+                self._enqueued += 1
+                self._stats.accepted += 1
+                dropped = False
+        if dropped:
+            warn_once("queue-full", "mcp_tracking: event queue full (%d); dropping events", self.max_queue_size)
+            return False
+        if self._worker is None or self._worker_pid != os.getpid():
+            self._start_worker()
+        if len(queue) >= self.batch_size:
+            self._wake.set()
+        return True
+
+    def add_tick(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on the worker about every ``flush_interval`` (session expiry uses this)."""
+        self._tick_callbacks.append(callback)
+        if self._worker is None:
+            self._start_worker()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def _start_worker(self) -> None:
+        with self._lock:
+            if self._worker_pid != os.getpid():  # forked: the parent's worker does not exist here
+                pending = list(self._queue)
+                self._init_state()
+                self._queue.extend(pending)
+                self._enqueued = len(pending)
+            if self._worker is not None or self._closed:
+                return
+            self._worker = threading.Thread(target=self._run, name="mcp-tracking-emitter", daemon=True)
+            self._worker.start()
+
+    def flush(self, timeout: float | None = 10.0) -> bool:
+        """Wait until every event queued before this call is written (or given up). ``True`` if drained."""
+        target = self._enqueued
+        if self._worker is None or not self._worker.is_alive():
+            if self._closed:
+                return self._done >= target
+            self._start_worker()
+        self._wake.set()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._done_cond:
+            while self._done < target:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._wake.set()
+                self._done_cond.wait(remaining if remaining is None else min(remaining, 0.1))
+        return True
+
+    def close(self, timeout: float | None = 10.0) -> bool:
+        """Drain within ``timeout`` and stop the worker; idempotent. ``True`` if everything was written."""
+        if self._closed:
+            return self._queue_empty()
+        drained = self.flush(timeout)
+        self._closed = True
+        self._wake.set()
+        worker = self._worker
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(timeout if timeout is not None else None)
+        try:
+            self.sink.close()
+        except Exception:
+            warn_once("sink-close", "mcp_tracking: sink %r failed to close", self.sink, exc_info=True)
+        _LIVE.discard(self)
+        return drained
+
+    def _queue_empty(self) -> bool:
+        return not self._queue
+
+    @property
+    def stats(self) -> EmitterStats:
+        s = self._stats
+        s.queue_depth = len(self._queue)
+        return EmitterStats(**asdict(s))
+
+    # -- worker ----------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        last_tick = time.monotonic()
+        while True:
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            wrote = False
+            while self._queue:
+                batch = self._take_batch()
+                self._write(batch)
+                wrote = True
+            if wrote:
+                try:
+                    self.sink.flush()
+                except Exception:
+                    warn_once("sink-flush", "mcp_tracking: sink %r failed to flush", self.sink, exc_info=True)
+            now = time.monotonic()
+            if self._tick_callbacks and now - last_tick >= self.flush_interval:
+                last_tick = now
+                for cb in list(self._tick_callbacks):
+                    try:
+                        cb()
+                    except Exception:
+                        warn_once("tick", "mcp_tracking: periodic task %r failed", cb, exc_info=True)
+            if self._closed and not self._queue:
+                return
+
+    def _take_batch(self) -> list[EventRecord]:
+        batch: list[EventRecord] = []
+        queue = self._queue
+        with self._lock:
+            n = min(self.batch_size, len(queue))
+            for _ in range(n):
+                batch.append(queue.popleft())
+        return batch
+
+    def _process(self, batch: list[EventRecord]) -> list[EventRecord]:
+        out: list[EventRecord] = []
+        for record in batch:
+            event: EventRecord | None = record
+            try:
+                for proc in self.processors:
+                    event = proc(event)  # type: ignore[arg-type]
+                    if event is None:
+                        break
+            except Exception:
+                self._stats.processor_errors += 1
+                warn_once("processor", "mcp_tracking: a processor failed; event %s dropped", record.event_name,
+                          exc_info=True)
+                continue
+            if event is not None:
+                out.append(event)
+        return out
+
+    def _write(self, batch: list[EventRecord]) -> None:
+        try:
+            events = self._process(batch)
+            if events:
+                attempt = 0
+                while True:
+                    try:
+                        self.sink.write(events)
+                        self._stats.written += len(events)
+                        break
+                    except Exception:
+                        self._stats.failed_writes += 1
+                        if attempt >= self.max_retries:
+                            self._stats.failed_events += len(events)
+                            warn_once("sink-write", "mcp_tracking: sink %r failed to write %d events; giving up",
+                                      self.sink, len(events), exc_info=True)
+                            break
+                        self._stats.retries += 1
+                        time.sleep(self.retry_backoff * (2**attempt))
+                        attempt += 1
+        finally:
+            with self._done_cond:
+                self._done += len(batch)
+                self._done_cond.notify_all()
+
+
+_LIVE: weakref.WeakSet[Emitter] = weakref.WeakSet()
+
+
+def _close_all_at_exit() -> None:
+    for emitter in list(_LIVE):
+        try:
+            emitter.close(timeout=float(os.environ.get("MCP_TRACKING_EXIT_TIMEOUT", "5")))
+        except Exception:
+            pass
+
+
+atexit.register(_close_all_at_exit)
+

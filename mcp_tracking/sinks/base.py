@@ -1,0 +1,72 @@
+"""The sink interface: the shape of an OpenTelemetry exporter.
+
+A sink takes a batch, can flush and can shut down; it knows nothing about threads, queues or retries
+(the :class:`~mcp_tracking.emit.emitter.Emitter` owns those). ``write`` raises on failure so the emitter
+can retry; it must be idempotent on ``event_id`` where the store allows (SQLite and PostgreSQL are).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from mcp_tracking.events import EventRecord
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Where events go. Called from the emitter's single worker thread."""
+
+    def write(self, batch: Sequence[EventRecord]) -> None:
+        """Store the batch or raise. Called with at least one event."""
+
+    def flush(self) -> None:
+        """Make written events durable/visible."""
+
+    def close(self) -> None:
+        """Release resources. Idempotent."""
+
+
+@runtime_checkable
+class QueryableSink(Sink, Protocol):
+    """A sink whose events can be read back (memory, JSONL, SQLite, PostgreSQL)."""
+
+    def iter_events(
+        self,
+        *,
+        session_id: str | None = None,
+        user_id: str | None = None,
+        mcp_name: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Stored events as dicts (the design's shape: ``event_name``, ``metadata``, ``created_at`` ...), oldest first."""
+        ...
+
+
+def matches(
+    event: dict[str, Any],
+    *,
+    session_id: str | None = None,
+    user_id: str | None = None,
+    mcp_name: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> bool:
+    """Filter for the in-Python stores (memory, JSONL)."""
+    if session_id is not None and event.get("session_id") != session_id:
+        return False
+    if user_id is not None and event.get("user_id") != user_id:
+        return False
+    if mcp_name is not None and event.get("mcp_name") != mcp_name:
+        return False
+    if since is not None or until is not None:
+        from mcp_tracking.events import parse_timestamp
+
+        ts = parse_timestamp(event["created_at"])
+        if since is not None and ts < since:
+            return False
+        if until is not None and ts >= until:
+            return False
+    return True

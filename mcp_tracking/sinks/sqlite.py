@@ -1,0 +1,227 @@
+"""SQLite: the embedded default store (stdlib ``sqlite3``, WAL, one transaction per batch).
+
+Table ``raw_analytics`` has the design's columns (``id, user_id, session_id, mcp_name, event_name,
+metadata, created_at``) so the design's queries read it, plus two extracted columns the metrics
+use (``tool_name``, ``schema_version``). Ids are time-ordered UUIDs: inserts stay append-only.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from mcp_tracking._json import dumps_str, loads
+from mcp_tracking.events import EventRecord, format_timestamp
+
+STORE_SCHEMA_VERSION = 1
+
+DDL = (
+    """CREATE TABLE IF NOT EXISTS raw_analytics (
+        id TEXT PRIMARY KEY,
+        user_id TEXT,
+        session_id TEXT,
+        mcp_name TEXT,
+        event_name TEXT NOT NULL,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL,
+        tool_name TEXT,
+        schema_version INTEGER NOT NULL DEFAULT 1
+    )""",
+    "CREATE INDEX IF NOT EXISTS raw_analytics_session ON raw_analytics (session_id, event_name)",
+    "CREATE INDEX IF NOT EXISTS raw_analytics_user ON raw_analytics (user_id)",
+    "CREATE INDEX IF NOT EXISTS raw_analytics_event ON raw_analytics (event_name, tool_name)",
+    "CREATE INDEX IF NOT EXISTS raw_analytics_created ON raw_analytics (created_at)",
+    "CREATE TABLE IF NOT EXISTS mcp_tracking_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
+
+INSERT = (
+    "INSERT OR IGNORE INTO raw_analytics "
+    "(id, user_id, session_id, mcp_name, event_name, metadata, created_at, tool_name, schema_version) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def row_of(r: EventRecord) -> tuple[Any, ...]:
+    md = r.metadata
+    tool = md.get("tool_name") or md.get("requested_tool_name")
+    return (
+        r.event_id,
+        r.user_id,
+        r.session_id,
+        r.mcp_name,
+        r.event_name,
+        dumps_str(md),
+        format_timestamp(r.created_at),
+        tool if isinstance(tool, str) else None,
+        r.schema_version,
+    )
+
+
+class SQLiteStoreError(RuntimeError):
+    """The database is missing, not ours, or unreadable."""
+
+
+class SQLiteSink:
+    """Writes batches into ``raw_analytics`` in a SQLite file; idempotent on event id.
+
+    The writing connection belongs to the thread that first writes (the emitter's worker); reads
+    open their own connections, read-only when ``read_only=True`` (the CLI's mode).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, read_only: bool = False, synchronous: str = "NORMAL") -> None:
+        self.path = Path(path)
+        self.read_only = read_only
+        if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
+        self.synchronous = synchronous.upper()
+        self._conn: sqlite3.Connection | None = None
+        self._owner: int | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"SQLiteSink({str(self.path)!r})"
+
+    # -- write side ------------------------------------------------------------------------------
+
+    def _writer(self) -> sqlite3.Connection:
+        if self.read_only:
+            raise SQLiteStoreError(f"{self.path} is opened read-only")
+        if self._conn is None or self._owner != threading.get_ident():
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                except Exception:
+                    pass
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            ensure_schema(conn)
+            self._conn, self._owner = conn, threading.get_ident()
+        return self._conn
+
+    def write(self, batch: Sequence[EventRecord]) -> None:
+        rows = [row_of(r) for r in batch]
+        with self._lock:
+            conn = self._writer()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(INSERT, rows)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def flush(self) -> None:
+        return None  # each batch is committed by write()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                finally:
+                    self._conn = None
+
+    # -- read side -------------------------------------------------------------------------------
+
+    def connect_read(self) -> sqlite3.Connection:
+        """A new connection for queries; read-only URI when the sink is read-only."""
+        if not self.path.exists():
+            raise SQLiteStoreError(f"no database at {self.path}")
+        if self.read_only:
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        else:
+            conn = sqlite3.connect(self.path, timeout=30)
+        try:
+            conn.execute("SELECT 1 FROM raw_analytics LIMIT 1")
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise SQLiteStoreError(f"{self.path} has no raw_analytics table ({exc})") from exc
+        return conn
+
+    def iter_events(
+        self,
+        *,
+        session_id: str | None = None,
+        user_id: str | None = None,
+        mcp_name: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        where, params = where_clause(session_id=session_id, user_id=user_id, mcp_name=mcp_name, since=since,
+                                     until=until)
+        conn = self.connect_read()
+        try:
+            cur = conn.execute(
+                "SELECT id, event_name, user_id, session_id, mcp_name, created_at, metadata, schema_version "
+                f"FROM raw_analytics {where} ORDER BY created_at, id",
+                params,
+            )
+            for row in cur:
+                yield {
+                    "event_id": row[0],
+                    "event_name": row[1],
+                    "user_id": row[2],
+                    "session_id": row[3],
+                    "mcp_name": row[4],
+                    "created_at": row[5],
+                    "metadata": loads(row[6]) if row[6] else {},
+                    "schema_version": row[7],
+                }
+        finally:
+            conn.close()
+
+    def count(self) -> int:
+        conn = self.connect_read()
+        try:
+            return int(conn.execute("SELECT COUNT(*) FROM raw_analytics").fetchone()[0])
+        finally:
+            conn.close()
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    """Create the table, indexes and the schema-version record if missing (idempotent)."""
+    for stmt in DDL:
+        conn.execute(stmt)
+    row = conn.execute("SELECT value FROM mcp_tracking_meta WHERE key = 'store_schema_version'").fetchone()
+    if row is None:
+        conn.execute("INSERT OR IGNORE INTO mcp_tracking_meta VALUES ('store_schema_version', ?)",
+                     (str(STORE_SCHEMA_VERSION),))
+    elif int(row[0]) > STORE_SCHEMA_VERSION:
+        raise SQLiteStoreError(
+            f"database schema version {row[0]} is newer than this mcp-tracking ({STORE_SCHEMA_VERSION}); upgrade"
+        )
+
+
+def where_clause(
+    *,
+    session_id: str | None = None,
+    user_id: str | None = None,
+    mcp_name: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    placeholder: str = "?",
+    prefix: str = "WHERE",
+) -> tuple[str, list[Any]]:
+    """A parameterised filter: the SQL holds only placeholders, never the values."""
+    parts: list[str] = []
+    params: list[Any] = []
+    for column, value in (("session_id", session_id), ("user_id", user_id), ("mcp_name", mcp_name)):
+        if value is not None:
+            parts.append(f"{column} = {placeholder}")
+            params.append(value)
+    if since is not None:
+        parts.append(f"created_at >= {placeholder}")
+        params.append(format_timestamp(since) if placeholder == "?" else since)
+    if until is not None:
+        parts.append(f"created_at < {placeholder}")
+        params.append(format_timestamp(until) if placeholder == "?" else until)
+    if not parts:
+        return "", []
+    return f"{prefix} " + " AND ".join(parts), params
