@@ -18,7 +18,7 @@ import anyio
 from mcp_tracking._logging import warn_once
 from mcp_tracking.adapters._common import error_type_of, payload_of, str_or_none, text_of
 from mcp_tracking.client import AnalyticsClient
-from mcp_tracking.core.recorder import CallInfo, Recorder, TrackingOptions
+from mcp_tracking.core.recorder import CallInfo, Recorder, TrackingOptions, in_tracked_call
 
 try:  # mcp >= 2
     from mcp_types import SERVER_INFO_META_KEY, CallToolResult, TextContent
@@ -47,6 +47,59 @@ def error_result(ctx: Any, server: Any, text: str) -> dict[str, Any]:
     if version in MODERN_PROTOCOL_VERSIONS and server is not None:
         wire["_meta"] = {SERVER_INFO_META_KEY: {"name": server.name, "version": server.version}}
     return wire
+
+
+def call_info(ctx: Any, name: str, args: Any, *, mcp_name: str | None, recorder: Recorder) -> CallInfo:
+    """The facts of a ``tools/call`` from an SDK 2.x ``ServerRequestContext`` (also used under fastmcp)."""
+    session = ctx.session
+    connection = getattr(session, "_connection", None)
+    params = ctx.params or {}
+    meta = params.get("_meta") if isinstance(params, Mapping) else None
+    request = ctx.request
+    transport_session = getattr(connection, "session_id", None)
+    if transport_session is None and request is not None:
+        transport_session = request.headers.get("mcp-session-id")
+    outbound = getattr(session, "_request_outbound", None)
+    kind = getattr(getattr(getattr(outbound, "_inner", outbound), "transport", None), "kind", None)
+    conn_key: Any = None
+    version = ctx.protocol_version
+    if version not in MODERN_PROTOCOL_VERSIONS:
+        conn_key = connection  # handshake era: one Connection per client connection
+    elif connection is not None and getattr(connection, "has_standalone_channel", False):
+        conn_key = connection.outbound  # 2026-07-28 over a duplex pipe (stdio): one outbound per pipe
+    elif kind == "direct":
+        conn_key = getattr(outbound, "_inner", outbound).transport  # in-process: one per client dispatcher
+    client_params = getattr(session, "client_params", None)
+    client_info = getattr(client_params, "client_info", None)
+    if client_info is None and isinstance(meta, Mapping):
+        raw = meta.get("io.modelcontextprotocol/clientInfo")
+        client_info_name = raw.get("name") if isinstance(raw, Mapping) else None
+        client_info_version = raw.get("version") if isinstance(raw, Mapping) else None
+    else:
+        client_info_name = getattr(client_info, "name", None)
+        client_info_version = getattr(client_info, "version", None)
+    token = get_access_token()
+    if request is not None:
+        transport = "streamable-http"
+    elif kind == "direct":
+        transport = "in-process"
+    else:
+        transport = "stdio" if kind == "jsonrpc" else kind
+    on_new = None
+    if version not in MODERN_PROTOCOL_VERSIONS and connection is not None and transport_session is None:
+        stack = getattr(connection, "exit_stack", None)
+        if stack is not None:
+            def on_new(sid: str, _stack: Any = stack) -> None:
+                _stack.callback(recorder.end_connection, sid)
+    return CallInfo(
+        tool_name=name, arguments=args, meta=meta if isinstance(meta, Mapping) else None,
+        transport_session=str_or_none(transport_session), connection=conn_key,
+        auth_subject=str_or_none(getattr(token, "subject", None)),
+        auth_client_id=str_or_none(getattr(token, "client_id", None)),
+        client_name=str_or_none(client_info_name), client_version=str_or_none(client_info_version),
+        protocol_version=version, transport=transport, request_id=ctx.request_id,
+        mcp_name=mcp_name, on_new_connection=on_new,
+    )
 
 
 class TrackingMiddleware:
@@ -84,57 +137,6 @@ class TrackingMiddleware:
         return tool is not None, (tool.parameters if tool is not None else None), \
             (lambda: [t.name for t in manager.list_tools()])
 
-    def _info(self, ctx: Any, name: str, args: Any) -> CallInfo:
-        session = ctx.session
-        connection = getattr(session, "_connection", None)
-        params = ctx.params or {}
-        meta = params.get("_meta") if isinstance(params, Mapping) else None
-        request = ctx.request
-        transport_session = getattr(connection, "session_id", None)
-        if transport_session is None and request is not None:
-            transport_session = request.headers.get("mcp-session-id")
-        outbound = getattr(session, "_request_outbound", None)
-        kind = getattr(getattr(getattr(outbound, "_inner", outbound), "transport", None), "kind", None)
-        conn_key: Any = None
-        version = ctx.protocol_version
-        if version not in MODERN_PROTOCOL_VERSIONS:
-            conn_key = connection  # handshake era: one Connection per client connection
-        elif connection is not None and getattr(connection, "has_standalone_channel", False):
-            conn_key = connection.outbound  # 2026-07-28 over a duplex pipe (stdio): one outbound per pipe
-        elif kind == "direct":
-            conn_key = getattr(outbound, "_inner", outbound).transport  # in-process: one per client dispatcher
-        client_params = getattr(session, "client_params", None)
-        client_info = getattr(client_params, "client_info", None)
-        if client_info is None and isinstance(meta, Mapping):
-            raw = meta.get("io.modelcontextprotocol/clientInfo")
-            client_info_name = raw.get("name") if isinstance(raw, Mapping) else None
-            client_info_version = raw.get("version") if isinstance(raw, Mapping) else None
-        else:
-            client_info_name = getattr(client_info, "name", None)
-            client_info_version = getattr(client_info, "version", None)
-        token = get_access_token()
-        if request is not None:
-            transport = "streamable-http"
-        elif kind == "direct":
-            transport = "in-process"
-        else:
-            transport = "stdio" if kind == "jsonrpc" else kind
-        on_new = None
-        if version not in MODERN_PROTOCOL_VERSIONS and connection is not None and transport_session is None:
-            stack = getattr(connection, "exit_stack", None)
-            if stack is not None:
-                def on_new(sid: str, _stack: Any = stack) -> None:
-                    _stack.callback(self.recorder.end_connection, sid)
-        return CallInfo(
-            tool_name=name, arguments=args, meta=meta if isinstance(meta, Mapping) else None,
-            transport_session=str_or_none(transport_session), connection=conn_key,
-            auth_subject=str_or_none(getattr(token, "subject", None)),
-            auth_client_id=str_or_none(getattr(token, "client_id", None)),
-            client_name=str_or_none(client_info_name), client_version=str_or_none(client_info_version),
-            protocol_version=version, transport=transport, request_id=ctx.request_id,
-            mcp_name=self.client.mcp_name or getattr(self.server, "name", None), on_new_connection=on_new,
-        )
-
     # -- the middleware --------------------------------------------------------------------------
 
     async def __call__(self, ctx: Any, call_next: Any) -> Any:
@@ -148,7 +150,9 @@ class TrackingMiddleware:
         handle = None
         try:
             known, schema, names = self._lookup(name)
-            handle = self.recorder.begin(self._info(ctx, name, args or {}), known=known, schema=schema,
+            info = call_info(ctx, name, args or {}, recorder=self.recorder,
+                             mcp_name=self.client.mcp_name or getattr(self.server, "name", None))
+            handle = self.recorder.begin(info, known=known, schema=schema,
                                          available=names)
         except Exception:
             warn_once("mcpserver-begin", "mcp_tracking: could not track a tools/call; it proceeds untracked",
@@ -159,6 +163,7 @@ class TrackingMiddleware:
             except Exception:
                 warn_once("mcpserver-reject", "mcp_tracking: could not build the corrective answer", exc_info=True)
         timeout = self.recorder.options.timeout
+        token = in_tracked_call.set(True) if handle is not None else None
         try:
             if timeout is not None:
                 with anyio.fail_after(timeout):
@@ -175,6 +180,9 @@ class TrackingMiddleware:
         except BaseException as exc:
             self.recorder.finish(handle, error_type=error_type_of(exc), exception=exc)
             raise
+        finally:
+            if token is not None:
+                in_tracked_call.reset(token)
         if handle is not None:
             self._finish(handle, result)
         return result

@@ -15,6 +15,8 @@ tool call goes ahead untracked.
 
 from __future__ import annotations
 
+import contextvars
+import hashlib
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +40,9 @@ from mcp_tracking.core.validation import ValidatorCache, invalid_arguments_messa
 if TYPE_CHECKING:
     from mcp_tracking.client import AnalyticsClient
 
-import hashlib
+
+#: Set by the middlewares while a call is tracked, so a decorated tool inside does not track it again.
+in_tracked_call: contextvars.ContextVar[bool] = contextvars.ContextVar("mcp_tracking_in_call", default=False)
 
 ValidationMode = Literal["enforce", "observe", "off"]
 MAX_FINGERPRINT_BYTES = 1 << 20

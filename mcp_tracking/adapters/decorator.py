@@ -1,0 +1,230 @@
+"""``@track_tool``: track any tool function, sync or async, with or without a server framework.
+
+    @mcp.tool()
+    @track_tool(client)
+    async def get_benchmark_results(model_name: str, ctx: Context) -> dict: ...
+
+The wrapper keeps the function's signature, name, docstring and sync/async-ness (``functools.wraps``),
+so every framework derives the same input schema. When a tracking middleware already records the
+call (the server is instrumented too), the decorator steps aside instead of recording it twice.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, TypeVar, overload
+
+from mcp_tracking._logging import warn_once
+from mcp_tracking.adapters._common import error_type_of
+from mcp_tracking.client import AnalyticsClient
+from mcp_tracking.core.recorder import CallHandle, CallInfo, Recorder, TrackingOptions, in_tracked_call
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: The design's decorator keeps these keyword arguments out of ``tool_params``.
+IDENTITY_KWARGS = ("user_id", "session_id", "original_prompt")
+
+
+def _is_context(value: Any) -> bool:
+    """A framework ``Context`` (mcp 2.x, fastmcp, mcp 1.x) passed to the tool."""
+    return hasattr(value, "request_context") and type(value).__name__ == "Context"
+
+
+def _schema_of(fn: Callable[..., Any]) -> dict[str, Any] | None:
+    """The input schema a framework would derive, via pydantic (Context parameters left out)."""
+    from pydantic import create_model
+
+    try:
+        sig = inspect.signature(fn, eval_str=True)
+    except Exception:
+        return None
+    fields: dict[str, Any] = {}
+    for name, p in sig.parameters.items():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or name in IDENTITY_KWARGS:
+            continue
+        ann = p.annotation if p.annotation is not inspect.Parameter.empty else Any
+        if getattr(ann, "__name__", "") == "Context":
+            continue
+        fields[name] = (ann, ... if p.default is inspect.Parameter.empty else p.default)
+    try:
+        return create_model(f"{fn.__name__}Arguments", **fields).model_json_schema()
+    except Exception:
+        return None
+
+
+class _ToolTracker:
+    def __init__(self, fn: Callable[..., Any], client: AnalyticsClient, name: str | None, mcp_name: str | None,
+                 manifest: Collection[str] | Callable[[], Collection[str]] | None, validate: bool,
+                 options: TrackingOptions) -> None:
+        self.fn = fn
+        self.client = client
+        self.name = name or fn.__name__
+        self.mcp_name = mcp_name
+        self.manifest = manifest
+        self.recorder = Recorder(client, options)
+        self._schema: Any = _schema_of(fn) if validate and options.validation != "off" else None
+        try:
+            self._sig = inspect.signature(fn)
+        except (TypeError, ValueError):
+            self._sig = None
+
+    def _params(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+        bound: dict[str, Any] = dict(kwargs)
+        if args and self._sig is not None:
+            try:
+                bound = dict(self._sig.bind_partial(*args, **kwargs).arguments)
+            except TypeError:
+                bound = {**{f"arg{i}": a for i, a in enumerate(args)}, **kwargs}
+        ctx = None
+        params: dict[str, Any] = {}
+        for k, v in bound.items():
+            if _is_context(v):
+                ctx = v
+            elif k not in IDENTITY_KWARGS:
+                params[k] = v
+        return params, ctx
+
+    def begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> CallHandle | None:
+        if in_tracked_call.get():
+            return None
+        try:
+            params, ctx = self._params(args, kwargs)
+            info = self._info(params, ctx, kwargs)
+            known = True
+            names: list[str] = []
+            if self.manifest is not None:
+                available = self.manifest() if callable(self.manifest) else self.manifest
+                names = list(available)
+                known = self.name in names
+            return self.recorder.begin(info, known=known, schema=self._schema, available=lambda: names)
+        except Exception:
+            warn_once("decorator-begin", "mcp_tracking: could not track %s; it runs untracked", self.name,
+                      exc_info=True)
+            return None
+
+    def _info(self, params: dict[str, Any], ctx: Any, kwargs: Mapping[str, Any]) -> CallInfo:
+        info: CallInfo | None = None
+        rc = None
+        if ctx is not None:
+            try:
+                rc = ctx.request_context
+            except Exception:
+                rc = None
+            srctx = getattr(rc, "_srctx", rc)  # fastmcp wraps the SDK context
+            if srctx is not None and hasattr(srctx, "protocol_version") and hasattr(srctx, "session"):
+                try:
+                    from mcp_tracking.adapters.mcpserver import call_info
+
+                    info = call_info(srctx, self.name, params, mcp_name=self.mcp_name, recorder=self.recorder)
+                except ImportError:  # mcp 1.x
+                    info = None
+            if info is None and rc is not None:  # mcp 1.x RequestContext
+                session = getattr(rc, "session", None)
+                cp = getattr(session, "client_params", None)
+                ci = getattr(cp, "clientInfo", None)
+                info = CallInfo(self.name, params, connection=session, meta=None,
+                                client_name=getattr(ci, "name", None), client_version=getattr(ci, "version", None),
+                                mcp_name=self.mcp_name)
+        if info is None:
+            info = CallInfo(self.name, params, mcp_name=self.mcp_name)
+        user = kwargs.get("user_id")
+        session_id = kwargs.get("session_id")
+        if isinstance(user, str) and user:
+            info.explicit_user = user
+        if isinstance(session_id, str) and session_id:
+            info.explicit_session = session_id
+        elif info.connection is None and info.transport_session is None:
+            info.explicit_session = self.client.get_current_session_id()  # the design's fallback
+        return info
+
+
+@overload
+def track_tool(client: AnalyticsClient | None = None, fn: None = None, **kw: Any) -> Callable[[F], F]: ...
+@overload
+def track_tool(client: AnalyticsClient | None, fn: F, **kw: Any) -> F: ...
+
+
+def track_tool(
+    client: AnalyticsClient | None = None,
+    fn: Any = None,
+    *,
+    name: str | None = None,
+    mcp_name: str | None = None,
+    manifest: Collection[str] | Callable[[], Collection[str]] | None = None,
+    validate: bool = True,
+    options: TrackingOptions | None = None,
+    **option_fields: Any,
+) -> Any:
+    """Decorate a tool function so each call is tracked.
+
+    Args:
+        client: the :class:`~mcp_tracking.AnalyticsClient` (a default one if omitted).
+        name: the tool's name (default: the function's name).
+        mcp_name: the server's name for the events.
+        manifest: the names of the server's tools (or a callable returning them), for hallucination checks
+            when the decorated function is itself a dispatcher.
+        validate: check arguments against the schema derived from the signature before the call.
+        options: a :class:`~mcp_tracking.TrackingOptions`, or its fields as keyword arguments.
+
+    The function's own exceptions and results pass through unchanged. In *enforce* mode, invalid
+    arguments raise ``ValueError`` with the corrective text instead of calling the function (frameworks
+    turn it into a tool error), and so does an unknown name when ``manifest`` is given.
+    """
+    if options is not None and option_fields:
+        raise TypeError("pass either options= or option keyword arguments, not both")
+    opts = options or TrackingOptions(**option_fields)
+
+    def decorate(func: F) -> F:
+        if not callable(func):
+            raise TypeError(f"track_tool needs a function, not {type(func).__name__}")
+        tracker = _ToolTracker(func, client if client is not None else AnalyticsClient(), name, mcp_name, manifest,
+                               validate, opts)
+        if inspect.iscoroutinefunction(func):
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                handle = tracker.begin(args, kwargs)
+                if handle is not None and handle.reject is not None:
+                    raise ValueError(handle.reject)
+                token = in_tracked_call.set(True) if handle is not None else None
+                try:
+                    result = await func(*args, **kwargs)
+                except BaseException as exc:
+                    tracker.recorder.finish(handle, error_type=error_type_of(exc), exception=exc)
+                    raise
+                finally:
+                    if token is not None:
+                        in_tracked_call.reset(token)
+                tracker.recorder.finish(handle, result=result)
+                return result
+
+            wrapper: Any = async_wrapper
+        else:
+            @functools.wraps(func)
+            def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+                handle = tracker.begin(args, kwargs)
+                if handle is not None and handle.reject is not None:
+                    raise ValueError(handle.reject)
+                token = in_tracked_call.set(True) if handle is not None else None
+                try:
+                    result = func(*args, **kwargs)
+                except BaseException as exc:
+                    tracker.recorder.finish(handle, error_type=error_type_of(exc), exception=exc)
+                    raise
+                finally:
+                    if token is not None:
+                        in_tracked_call.reset(token)
+                tracker.recorder.finish(handle, result=result)
+                return result
+
+            wrapper = sync_wrapper
+        wrapper.__mcp_tracking__ = tracker
+        return wrapper  # type: ignore[no-any-return]
+
+    if fn is not None:
+        return decorate(fn)
+    if callable(client) and not isinstance(client, AnalyticsClient):  # @track_tool without arguments
+        func, client = client, None
+        return decorate(func)
+    return decorate
