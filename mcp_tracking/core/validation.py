@@ -75,7 +75,7 @@ def describe(error: js_exceptions.ValidationError) -> dict[str, str]:
         field = f"{field}.{name}" if field and name else (name or field)
         words = "required field missing"
         schema_path = ".".join(str(p) for p in list(error.absolute_schema_path)[:-1] + ["properties", name])
-        return {"field": field, "error": words, "schema_path": schema_path}
+        return {"field": field, "error": words, "schema_path": schema_path, "kind": "required"}
     if validator == "additionalProperties":
         extras = sorted(k for k in (error.instance or {}) if isinstance(error.instance, Mapping)
                         and k not in (error.schema.get("properties") or {}))
@@ -94,7 +94,7 @@ def describe(error: js_exceptions.ValidationError) -> dict[str, str]:
     elif validator in {"minLength", "maxLength", "minItems", "maxItems"}:
         words = error.message[:200]
     schema_path = ".".join(str(p) for p in error.absolute_schema_path)
-    return {"field": field, "error": words[:300], "schema_path": schema_path}
+    return {"field": field, "error": words[:300], "schema_path": schema_path, "kind": str(validator)}
 
 
 class ValidatorCache:
@@ -154,13 +154,14 @@ def validate(compiled: CompiledSchema, arguments: Any) -> ValidationOutcome | No
                     break
             errors.sort(key=lambda e: (e["field"], e["error"]))
     except RecursionError:
-        errors.append({"field": "", "error": "arguments are nested too deeply to validate", "schema_path": ""})
+        errors.append({"field": "", "error": "arguments are nested too deeply to validate", "schema_path": "",
+                       "kind": "depth"})
     warnings: list[dict[str, str]] = []
     if not compiled.forbids_extra and compiled.properties is not None and isinstance(arguments, Mapping):
         for key in arguments:
             if key not in compiled.properties:
                 warnings.append({"field": str(key)[:200], "error": "unexpected field (not in the schema; ignored)",
-                                 "schema_path": "properties"})
+                                 "schema_path": "properties", "kind": "unexpectedProperty"})
                 if len(warnings) >= MAX_ERRORS:
                     break
     if not errors and not warnings:

@@ -1,16 +1,17 @@
 """SQLite: the embedded default store (stdlib ``sqlite3``, WAL, one transaction per batch).
 
 Table ``raw_analytics`` has the design's columns (``id, user_id, session_id, mcp_name, event_name,
-metadata, created_at``) so the design's queries read it, plus two extracted columns the metrics
-use (``tool_name``, ``schema_version``). Ids are time-ordered UUIDs: inserts stay append-only.
+metadata, created_at``) so the design's queries read it, plus the hot metadata fields extracted into
+real columns for the metrics (``tool_name``, ``params_hash``, ``execution_time_ms``, ``success``). Ids are time-ordered UUIDs: inserts stay append-only.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,34 +31,52 @@ DDL = (
         metadata TEXT NOT NULL DEFAULT '{}',
         created_at TEXT NOT NULL,
         tool_name TEXT,
+        params_hash TEXT,
+        execution_time_ms REAL,
+        success INTEGER,
         schema_version INTEGER NOT NULL DEFAULT 1
     )""",
-    "CREATE INDEX IF NOT EXISTS raw_analytics_session ON raw_analytics (session_id, event_name)",
+    "CREATE INDEX IF NOT EXISTS raw_analytics_session ON raw_analytics (session_id, event_name, success)",
     "CREATE INDEX IF NOT EXISTS raw_analytics_user ON raw_analytics (user_id)",
-    "CREATE INDEX IF NOT EXISTS raw_analytics_event ON raw_analytics (event_name, tool_name)",
+    "CREATE INDEX IF NOT EXISTS raw_analytics_event ON raw_analytics (event_name, tool_name, execution_time_ms)",
     "CREATE INDEX IF NOT EXISTS raw_analytics_created ON raw_analytics (created_at)",
     "CREATE TABLE IF NOT EXISTS mcp_tracking_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
 
 INSERT = (
     "INSERT OR IGNORE INTO raw_analytics "
-    "(id, user_id, session_id, mcp_name, event_name, metadata, created_at, tool_name, schema_version) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "(id, user_id, session_id, mcp_name, event_name, metadata, created_at, tool_name, params_hash, "
+    "execution_time_ms, success, schema_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
+def extracted(md: Mapping[str, Any]) -> tuple[str | None, str | None, float | None, int | None]:
+    """The metadata fields kept in real columns for the metrics: tool_name (or requested_tool_name),
+    params_hash, execution_time_ms and success. Shared with the Python twin so both read alike."""
+    tool = md.get("tool_name")
+    if not isinstance(tool, str):
+        tool = md.get("requested_tool_name")
+    phash = md.get("params_hash")
+    ms = md.get("execution_time_ms")
+    ok = md.get("success")
+    return (
+        tool if isinstance(tool, str) else None,
+        phash if isinstance(phash, str) else None,
+        float(ms) if isinstance(ms, (int, float)) and not isinstance(ms, bool) and math.isfinite(ms) else None,
+        int(ok) if isinstance(ok, bool) else None,
+    )
+
+
 def row_of(r: EventRecord) -> tuple[Any, ...]:
-    md = r.metadata
-    tool = md.get("tool_name") or md.get("requested_tool_name")
     return (
         r.event_id,
         r.user_id,
         r.session_id,
         r.mcp_name,
         r.event_name,
-        dumps_str(md),
+        dumps_str(r.metadata),
         format_timestamp(r.created_at),
-        tool if isinstance(tool, str) else None,
+        *extracted(r.metadata),
         r.schema_version,
     )
 
@@ -208,19 +227,23 @@ def where_clause(
     until: datetime | None = None,
     placeholder: str = "?",
     prefix: str = "WHERE",
+    alias: str = "",
 ) -> tuple[str, list[Any]]:
-    """A parameterised filter: the SQL holds only placeholders, never the values."""
+    """A parameterised filter: the SQL holds only placeholders, never the values.
+
+    ``alias`` prefixes the column names (``"r."``); ``prefix`` is ``WHERE`` or ``AND``.
+    """
     parts: list[str] = []
     params: list[Any] = []
     for column, value in (("session_id", session_id), ("user_id", user_id), ("mcp_name", mcp_name)):
         if value is not None:
-            parts.append(f"{column} = {placeholder}")
+            parts.append(f"{alias}{column} = {placeholder}")
             params.append(value)
     if since is not None:
-        parts.append(f"created_at >= {placeholder}")
+        parts.append(f"{alias}created_at >= {placeholder}")
         params.append(format_timestamp(since) if placeholder == "?" else since)
     if until is not None:
-        parts.append(f"created_at < {placeholder}")
+        parts.append(f"{alias}created_at < {placeholder}")
         params.append(format_timestamp(until) if placeholder == "?" else until)
     if not parts:
         return "", []

@@ -1,0 +1,75 @@
+"""Measure: the design's ten agent-quality metrics and the views beyond them, computed in the store.
+
+    from mcp_tracking import compute_metrics
+    result = compute_metrics("sqlite:///mcp_tracking.db", mcp_name="drea", since=datetime(2026, 11, 1, tzinfo=UTC))
+    result.value("task_completion_rate"); result.to_dict()
+
+SQL stores compute in the database (parameterised, a few scans); memory and JSON-lines stores use the
+pure-Python twin. Both only count; :func:`~mcp_tracking.metrics.model.derive` makes every ratio.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from typing import Any
+
+from mcp_tracking.metrics.model import METRIC_KEYS, Aggregates, MetricsResult, Totals, derive, scope_of
+from mcp_tracking.sinks import sink_from_url
+from mcp_tracking.sinks.base import QueryableSink, Sink
+from mcp_tracking.sinks.sqlite import SQLiteSink
+
+__all__ = ["METRIC_KEYS", "Aggregates", "MetricsResult", "Totals", "compute_metrics"]
+
+
+class MetricsError(RuntimeError):
+    """The source cannot be measured (missing store, no table, unknown URL)."""
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    if dt is None:
+        return None
+    if not isinstance(dt, datetime):
+        raise TypeError(f"since/until must be datetimes, not {type(dt).__name__}")
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def compute_metrics(
+    source: Sink | str | os.PathLike[str],
+    *,
+    mcp_name: str | None = None,
+    user_id: str | None = None,
+    session_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    breakdown: str | None = None,
+) -> MetricsResult:
+    """The ten metrics (and the extra views) for the events of ``source`` within the filters.
+
+    Args:
+        source: a sink, a store URL (``sqlite:///...``, ``postgresql://...``, ``jsonl:///...``) or a path.
+        mcp_name / user_id / session_id: restrict to one server, user or session.
+        since / until: restrict to ``since <= created_at < until`` (naive datetimes are taken as UTC).
+        breakdown: ``"session"`` or ``"user"`` adds the per-session or per-user headline metrics.
+    """
+    filters: dict[str, Any] = {"session_id": session_id, "user_id": user_id, "mcp_name": mcp_name,
+                               "since": _aware(since), "until": _aware(until)}
+    sink = source if isinstance(source, Sink) else sink_from_url(source, read_only=True)
+    scope = scope_of(**filters)
+    if isinstance(sink, SQLiteSink):
+        from mcp_tracking.metrics import sqlite as sql
+
+        conn = sink.connect_read()
+        try:
+            agg = sql.aggregates(conn, filters, breakdown=breakdown)
+        finally:
+            conn.close()
+        return derive(agg, scope)
+    compute_in_db = getattr(sink, "compute_aggregates", None)
+    if compute_in_db is not None:  # PostgreSQL
+        return derive(compute_in_db(filters, breakdown=breakdown), scope)
+    if isinstance(sink, QueryableSink):
+        from mcp_tracking.metrics import python as twin
+
+        return derive(twin.aggregates(sink.iter_events(**filters), breakdown=breakdown), scope)
+    raise MetricsError(f"{sink!r} cannot be read back; measure the store it writes to instead")

@@ -1,0 +1,248 @@
+"""The metrics' result type, and the one place ratios are derived from counts.
+
+Every backend (SQLite, PostgreSQL, the pure-Python twin) only *counts*; :func:`derive` turns the counts
+into ratios for all of them, so the same events give identical numbers whatever the store. A ratio
+whose denominator is zero is ``None`` (null in JSON), never 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+METRIC_KEYS = (
+    "task_completion_rate",
+    "steps_to_goal",
+    "semantic_clarity_score",
+    "retry_rate",
+    "hallucination_rate",
+    "schema_violation_rate",
+    "recovery_rate",
+    "latency_per_step",
+    "tool_popularity",
+    "answer_completeness_rate",
+)
+
+RETRY_LOOP_MIN_CALLS = 3
+
+
+@dataclass
+class Totals:
+    """Counts over a scope (all events that match the filters)."""
+
+    events: int = 0
+    sessions: int = 0  # distinct non-null session ids with any event
+    started_sessions: int = 0  # ... with session_start
+    completed_sessions: int = 0  # ... with session_completed
+    successful_sessions: int = 0  # ... with session_completed and success = true
+    steps_in_successful: int = 0  # tool_call_started in successful sessions
+    max_steps_successful: int | None = None
+    tool_calls: int = 0  # tool_call_started
+    completed_calls: int = 0
+    failed_calls: int = 0
+    retries: int = 0
+    schema_errors: int = 0
+    wrong_tool_errors: int = 0
+    hallucinations: int = 0
+    answers_complete: int = 0
+    answers_incomplete: int = 0
+    sessions_with_errors: int = 0  # ... with tool_call_failed or schema_validation_error
+    recovered_sessions: int = 0  # ... of those, with a successful session_completed
+
+
+@dataclass
+class ToolCounts:
+    tool_name: str
+    calls: int = 0  # tool_call_started
+    completed: int = 0
+    failed: int = 0
+    latency_count: int = 0
+    latency_sum: float = 0.0
+    latency_max: float | None = None
+    latency_p50: float | None = None
+    latency_p95: float | None = None
+
+
+@dataclass
+class Aggregates:
+    totals: Totals
+    tools: list[ToolCounts]
+    confusion: list[tuple[str, str, str | None, int]]  # (kind, from, to, count)
+    hotspots: list[tuple[str | None, str | None, str | None, int, str | None]]  # (tool, field, kind, count, example)
+    retry_loops: list[tuple[str | None, str | None, str | None, int]]  # (session, tool, params_hash, calls)
+    groups: dict[str, Totals] = field(default_factory=dict)  # breakdown by session or user
+
+
+def ratio(num: float | None, den: float | None, digits: int = 4) -> float | None:
+    if num is None or not den:
+        return None
+    return round(num / den, digits)
+
+
+def nearest_rank(sorted_values: list[float], p: float) -> float | None:
+    """The nearest-rank percentile: the value at rank ceil(p * n) (1-based). Same definition in SQL."""
+    if not sorted_values:
+        return None
+    k = max(1, math.ceil(p * len(sorted_values)))
+    return sorted_values[k - 1]
+
+
+def rank_offset(n: int, p: float) -> int:
+    """0-based offset of the nearest-rank percentile among ``n`` sorted values."""
+    return max(1, math.ceil(p * n)) - 1
+
+
+def core_metrics(t: Totals) -> dict[str, Any]:
+    """The scalar metrics of one scope (also used per session / per user)."""
+    clarity_num = t.schema_errors + t.wrong_tool_errors + t.retries
+    clarity = ratio(clarity_num, t.tool_calls)
+    return {
+        "task_completion_rate": {
+            "value": ratio(t.completed_sessions, t.started_sessions),
+            "completed_sessions": t.completed_sessions,
+            "total_sessions": t.started_sessions,
+        },
+        "steps_to_goal": {
+            "value": ratio(t.steps_in_successful, t.successful_sessions, 3),
+            "successful_sessions": t.successful_sessions,
+            "total_steps": t.steps_in_successful,
+            "max": t.max_steps_successful,
+        },
+        "semantic_clarity_score": {
+            "value": None if clarity is None else round(1.0 - clarity, 4),
+            "tool_calls": t.tool_calls,
+            "schema_errors": t.schema_errors,
+            "wrong_tool_errors": t.wrong_tool_errors,
+            "retries": t.retries,
+        },
+        "retry_rate": {"value": ratio(t.retries, t.tool_calls), "retries": t.retries, "tool_calls": t.tool_calls},
+        "hallucination_rate": {
+            "value": ratio(t.hallucinations, t.sessions),
+            "hallucinated_calls": t.hallucinations,
+            "sessions": t.sessions,
+            "per_call": ratio(t.hallucinations, t.tool_calls),
+        },
+        "schema_violation_rate": {
+            "value": ratio(t.schema_errors, t.tool_calls),
+            "schema_errors": t.schema_errors,
+            "tool_calls": t.tool_calls,
+        },
+        "recovery_rate": {
+            "value": ratio(t.recovered_sessions, t.sessions_with_errors),
+            "recovered_sessions": t.recovered_sessions,
+            "sessions_with_errors": t.sessions_with_errors,
+        },
+        "answer_completeness_rate": {
+            "value": ratio(t.answers_complete, t.answers_complete + t.answers_incomplete),
+            "complete": t.answers_complete,
+            "incomplete": t.answers_incomplete,
+        },
+    }
+
+
+@dataclass
+class MetricsResult:
+    """The ten metrics of a scope, the views beyond them, and the counts behind them.
+
+    ``to_dict()`` is the stable JSON form: the ten metric keys, then ``tool_failure_rate``,
+    ``tool_confusion_pairs``, ``schema_hotspots``, ``retry_loops``, ``scope``, ``totals`` and ``breakdown``.
+    """
+
+    scope: dict[str, Any]
+    totals: Totals
+    metrics: dict[str, Any]
+    tool_failure_rate: list[dict[str, Any]]
+    tool_confusion_pairs: list[dict[str, Any]]
+    schema_hotspots: list[dict[str, Any]]
+    retry_loops: list[dict[str, Any]]
+    breakdown: dict[str, dict[str, Any]] | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
+
+    def value(self, key: str) -> Any:
+        """The headline value of a metric (``None`` when undefined for the scope)."""
+        return self.metrics[key].get("value")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: self.metrics[k] for k in METRIC_KEYS}
+        out["tool_failure_rate"] = self.tool_failure_rate
+        out["tool_confusion_pairs"] = self.tool_confusion_pairs
+        out["schema_hotspots"] = self.schema_hotspots
+        out["retry_loops"] = self.retry_loops
+        out["scope"] = self.scope
+        out["totals"] = asdict(self.totals)
+        if self.breakdown is not None:
+            out["breakdown"] = self.breakdown
+        return out
+
+
+def derive(agg: Aggregates, scope: dict[str, Any]) -> MetricsResult:
+    """Counts → the ten metrics and the extra views (shared by every backend)."""
+    t = agg.totals
+    metrics = core_metrics(t)
+    tools = sorted(agg.tools, key=lambda c: (-c.calls, c.tool_name))
+    total_calls = sum(c.calls for c in tools)
+    lat_n = sum(c.latency_count for c in tools)
+    lat_sum = sum(c.latency_sum for c in tools)
+    maxes = [c.latency_max for c in tools if c.latency_max is not None]
+    metrics["latency_per_step"] = {
+        "value": ratio(lat_sum, lat_n, 3),
+        "count": lat_n,
+        "max_ms": max(maxes) if maxes else None,
+        "by_tool": [
+            {
+                "tool_name": c.tool_name,
+                "count": c.latency_count,
+                "mean_ms": ratio(c.latency_sum, c.latency_count, 3),
+                "p50_ms": c.latency_p50,
+                "p95_ms": c.latency_p95,
+                "max_ms": c.latency_max,
+            }
+            for c in sorted(tools, key=lambda c: c.tool_name)
+            if c.latency_count
+        ],
+    }
+    metrics["tool_popularity"] = {
+        "value": tools[0].tool_name if tools and tools[0].calls else None,
+        "tools": [
+            {"tool_name": c.tool_name, "call_count": c.calls, "share": ratio(c.calls, total_calls)}
+            for c in tools
+            if c.calls
+        ],
+    }
+    failure = [
+        {
+            "tool_name": c.tool_name,
+            "calls": c.completed + c.failed,
+            "failed": c.failed,
+            "value": ratio(c.failed, c.completed + c.failed),
+        }
+        for c in sorted(tools, key=lambda c: c.tool_name)
+        if c.completed + c.failed
+    ]
+    failure.sort(key=lambda r: (-(r["value"] or 0), -r["failed"], r["tool_name"]))
+    confusion = [
+        {"kind": kind, "from_tool": a, "to_tool": b, "count": n}
+        for kind, a, b, n in sorted(agg.confusion, key=lambda r: (-r[3], r[0], r[1] or "", r[2] or ""))
+    ]
+    hotspots = [
+        {"tool_name": tool, "field": fld, "kind": kind, "count": n, "example_error": ex}
+        for tool, fld, kind, n, ex in sorted(agg.hotspots,
+                                             key=lambda r: (-r[3], r[0] or "", r[1] or "", r[2] or ""))
+    ]
+    loops = [
+        {"session_id": s, "tool_name": tool, "params_hash": h, "calls": n}
+        for s, tool, h, n in sorted(agg.retry_loops, key=lambda r: (-r[3], r[0] or "", r[1] or "", r[2] or ""))
+    ]
+    breakdown = None
+    if agg.groups:
+        breakdown = {k: {m: v["value"] for m, v in core_metrics(g).items()} | {"tool_calls": g.tool_calls}
+                     for k, g in sorted(agg.groups.items())}
+    return MetricsResult(scope, t, metrics, failure, confusion, hotspots, loops, breakdown)
+
+
+def scope_of(**filters: Any) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in filters.items()}
