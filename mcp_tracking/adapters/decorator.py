@@ -19,7 +19,7 @@ from typing import Any, TypeVar, overload
 from mcp_tracking._logging import warn_once
 from mcp_tracking.adapters._common import error_type_of
 from mcp_tracking.client import AnalyticsClient
-from mcp_tracking.core.recorder import CallHandle, CallInfo, Recorder, TrackingOptions, in_tracked_call
+from mcp_tracking.core.recorder import CallHandle, CallInfo, Recorder, TrackingOptions, current_call
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -87,7 +87,7 @@ class _ToolTracker:
         return params, ctx
 
     def begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> CallHandle | None:
-        if in_tracked_call.get():
+        if current_call.get() is not None:
             return None
         try:
             params, ctx = self._params(args, kwargs)
@@ -187,7 +187,7 @@ def track_tool(
                 handle = tracker.begin(args, kwargs)
                 if handle is not None and handle.reject is not None:
                     raise ValueError(handle.reject)
-                token = in_tracked_call.set(True) if handle is not None else None
+                token = current_call.set(handle) if handle is not None else None
                 try:
                     result = await func(*args, **kwargs)
                 except BaseException as exc:
@@ -195,7 +195,7 @@ def track_tool(
                     raise
                 finally:
                     if token is not None:
-                        in_tracked_call.reset(token)
+                        current_call.reset(token)
                 tracker.recorder.finish(handle, result=result)
                 return result
 
@@ -206,7 +206,7 @@ def track_tool(
                 handle = tracker.begin(args, kwargs)
                 if handle is not None and handle.reject is not None:
                     raise ValueError(handle.reject)
-                token = in_tracked_call.set(True) if handle is not None else None
+                token = current_call.set(handle) if handle is not None else None
                 try:
                     result = func(*args, **kwargs)
                 except BaseException as exc:
@@ -214,7 +214,7 @@ def track_tool(
                     raise
                 finally:
                     if token is not None:
-                        in_tracked_call.reset(token)
+                        current_call.reset(token)
                 tracker.recorder.finish(handle, result=result)
                 return result
 

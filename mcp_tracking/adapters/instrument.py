@@ -11,7 +11,42 @@ from __future__ import annotations
 from typing import Any
 
 from mcp_tracking.client import AnalyticsClient
-from mcp_tracking.core.recorder import TrackingOptions
+from mcp_tracking.core.recorder import TrackingOptions, current_call
+
+OUTCOME_TOOL_NAME = "report_task_outcome"
+
+
+def outcome_tool(client: AnalyticsClient) -> Any:
+    """The opt-in tool an agent calls to say whether it accomplished its task (emits ``task_completed``)."""
+
+    def report_task_outcome(success: bool, summary: str = "") -> str:
+        """Report whether you accomplished the user's task. Call it once, when you are done.
+
+        Args:
+            success: true if the task was accomplished, false if you are giving up.
+            summary: one sentence on what was achieved or what went wrong.
+        """
+        handle = current_call.get()
+        if handle is not None:
+            session_id, user_id, mcp_name = handle.state.session_id, handle.user_id, handle.mcp_name
+        else:
+            session_id, user_id, mcp_name = client.get_current_session_id(), None, None
+        client.track_task_completed(user_id, session_id, success=bool(success),
+                                    completion_reason="agent_reported_success" if success else "agent_gave_up",
+                                    mcp_name=mcp_name, source="agent_tool", summary=str(summary)[:500])
+        return "Outcome recorded. Thank you."
+
+    return report_task_outcome
+
+
+def _add_tool(server: Any, fn: Any) -> None:
+    module = _module_of(server)
+    if module.startswith("fastmcp"):
+        server.tool(fn)
+    elif hasattr(server, "add_tool"):
+        server.add_tool(fn)
+    else:
+        raise TypeError(f"{type(server).__name__} has no add_tool(); cannot add {OUTCOME_TOOL_NAME}")
 
 
 def _module_of(obj: Any) -> str:
@@ -19,7 +54,7 @@ def _module_of(obj: Any) -> str:
 
 
 def instrument(server: Any, client: AnalyticsClient | None = None, *, options: TrackingOptions | None = None,
-               **option_fields: Any) -> Any:
+               add_outcome_tool: bool = False, **option_fields: Any) -> Any:
     """Track every tool call of ``server``. Returns the installed middleware or hook.
 
     Args:
@@ -27,6 +62,9 @@ def instrument(server: Any, client: AnalyticsClient | None = None, *, options: T
             ``Server`` of either SDK.
         client: the :class:`~mcp_tracking.AnalyticsClient`; a default one (``mcp_name`` = the server's name) if omitted.
         options: a :class:`~mcp_tracking.TrackingOptions`, or its fields as keyword arguments.
+        add_outcome_tool: also register ``report_task_outcome(success, summary)``, a tool the agent calls
+            to report its outcome (``task_completed``). Off by default: the tool list is never changed
+            unless you ask.
 
     Raises:
         TypeError: for anything that is not an MCP server this package can instrument.
@@ -34,6 +72,14 @@ def instrument(server: Any, client: AnalyticsClient | None = None, *, options: T
     if options is not None and option_fields:
         raise TypeError("pass either options= or option keyword arguments, not both")
     opts = options or TrackingOptions(**option_fields)
+    hook = _install(server, client, opts)
+    if add_outcome_tool and not getattr(hook, "outcome_tool_added", False):
+        _add_tool(server, outcome_tool(hook.client))
+        hook.outcome_tool_added = True
+    return hook
+
+
+def _install(server: Any, client: AnalyticsClient | None, opts: TrackingOptions) -> Any:
     module = _module_of(server)
     name = getattr(server, "name", None)
 

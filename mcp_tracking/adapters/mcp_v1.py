@@ -16,7 +16,7 @@ import anyio
 from mcp_tracking._logging import warn_once
 from mcp_tracking.adapters._common import error_type_of, payload_of, str_or_none, text_of
 from mcp_tracking.client import AnalyticsClient
-from mcp_tracking.core.recorder import CallInfo, Recorder, TrackingOptions, in_tracked_call
+from mcp_tracking.core.recorder import CallInfo, Recorder, TrackingOptions, current_call
 
 MARK = "__mcp_tracking_hook__"
 
@@ -99,7 +99,7 @@ class V1Hook:
         if handle is not None and handle.reject is not None:
             return _error(handle.reject)
         timeout = self.recorder.options.timeout
-        token = in_tracked_call.set(True) if handle is not None else None
+        token = current_call.set(handle) if handle is not None else None
         try:
             if timeout is not None:
                 with anyio.fail_after(timeout):
@@ -118,7 +118,7 @@ class V1Hook:
             raise
         finally:
             if token is not None:
-                in_tracked_call.reset(token)
+                current_call.reset(token)
         if handle is not None:
             try:
                 root = getattr(result, "root", result)

@@ -18,7 +18,7 @@ import anyio
 from mcp_tracking._logging import warn_once
 from mcp_tracking.adapters._common import error_type_of, payload_of, str_or_none, text_of
 from mcp_tracking.client import AnalyticsClient
-from mcp_tracking.core.recorder import CallInfo, Recorder, TrackingOptions, in_tracked_call
+from mcp_tracking.core.recorder import CallInfo, Recorder, TrackingOptions, current_call
 
 try:  # mcp >= 2
     from mcp_types import SERVER_INFO_META_KEY, CallToolResult, TextContent
@@ -163,7 +163,7 @@ class TrackingMiddleware:
             except Exception:
                 warn_once("mcpserver-reject", "mcp_tracking: could not build the corrective answer", exc_info=True)
         timeout = self.recorder.options.timeout
-        token = in_tracked_call.set(True) if handle is not None else None
+        token = current_call.set(handle) if handle is not None else None
         try:
             if timeout is not None:
                 with anyio.fail_after(timeout):
@@ -182,7 +182,7 @@ class TrackingMiddleware:
             raise
         finally:
             if token is not None:
-                in_tracked_call.reset(token)
+                current_call.reset(token)
         if handle is not None:
             self._finish(handle, result)
         return result

@@ -15,8 +15,8 @@ Resolution order, first hit wins (the source is recorded on ``session_start``):
 from __future__ import annotations
 
 import contextvars
-import itertools
 import os
+import threading
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,39 +43,44 @@ def _short_random() -> str:
     return os.urandom(8).hex()
 
 
-_counter = itertools.count(1)
-
-
 def mint(prefix: str) -> str:
     """A new session id: ``<prefix>-<16 hex>``."""
     return f"{prefix}-{_short_random()}"
 
 
 class ConnectionIds:
-    """One minted id per live connection object; forgotten when the object is collected."""
+    """One minted id per live connection object, by identity (never by ``==``: two connections' context
+    objects can compare equal); forgotten when the object is collected."""
 
     def __init__(self, max_unweakrefable: int = 10_000) -> None:
-        self._weak: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
-        self._strong: dict[int, tuple[Any, str]] = {}
+        self._ids: dict[int, tuple[Any, str]] = {}
+        self._lock = threading.Lock()
         self.max_unweakrefable = max_unweakrefable
+        self._strong = 0
+
+    def _forget(self, key: int) -> None:
+        with self._lock:
+            self._ids.pop(key, None)
 
     def get(self, conn: Any) -> tuple[str, bool]:
         """(id, created)."""
-        try:
-            sid = self._weak.get(conn)
-            if sid is None:
-                sid = mint("conn")
-                self._weak[conn] = sid
-                return sid, True
-            return sid, False
-        except TypeError:  # not weak-referenceable or not hashable
-            hit = self._strong.get(id(conn))
-            if hit is not None and hit[0] is conn:
-                return hit[1], False
-            if len(self._strong) >= self.max_unweakrefable:
-                self._strong.clear()
+        key = id(conn)
+        with self._lock:
+            hit = self._ids.get(key)
+            if hit is not None:
+                ref, sid = hit
+                if (ref() if isinstance(ref, weakref.ref) else ref) is conn:
+                    return sid, False
             sid = mint("conn")
-            self._strong[id(conn)] = (conn, sid)
+            try:
+                ref = weakref.ref(conn, lambda _r, k=key: self._forget(k))
+            except TypeError:  # not weak-referenceable: keep it, bounded
+                if self._strong >= self.max_unweakrefable:
+                    self._ids = {k: v for k, v in self._ids.items() if isinstance(v[0], weakref.ref)}
+                    self._strong = 0
+                ref = conn
+                self._strong += 1
+            self._ids[key] = (ref, sid)
             return sid, True
 
 

@@ -41,8 +41,9 @@ if TYPE_CHECKING:
     from mcp_tracking.client import AnalyticsClient
 
 
-#: Set by the middlewares while a call is tracked, so a decorated tool inside does not track it again.
-in_tracked_call: contextvars.ContextVar[bool] = contextvars.ContextVar("mcp_tracking_in_call", default=False)
+#: The call being tracked, set by every adapter around the tool's execution: a decorated tool inside
+#: a tracked server steps aside instead of tracking the call twice, and the outcome tool finds its session.
+current_call: contextvars.ContextVar[CallHandle | None] = contextvars.ContextVar("mcp_tracking_call", default=None)
 
 ValidationMode = Literal["enforce", "observe", "off"]
 MAX_FINGERPRINT_BYTES = 1 << 20

@@ -1,0 +1,234 @@
+"""``mcp-tracking``: demo, report, dashboard, status, schema.
+
+Stores are opened read-only by ``report``, ``dashboard`` and ``status``; filters are passed to the
+store as parameters. Errors are one clear line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """An error the user can fix; printed as one line."""
+
+
+def _parse_time(value: str) -> datetime:
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO date/time: {value!r} (e.g. 2026-11-01 or 2026-11-01T12:00)") \
+            from exc
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def _progress(label: str) -> Any:
+    """A progress callback that writes to stderr only when it is a terminal."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        sys.stderr.write(f"\r{label} {done}/{total}")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show
+
+
+def _filters(args: argparse.Namespace) -> dict[str, Any]:
+    return {"mcp_name": args.mcp, "user_id": args.user, "session_id": args.session, "since": args.since,
+            "until": args.until}
+
+
+def _open(url: str) -> Any:
+    from mcp_tracking.sinks import sink_from_url
+    from mcp_tracking.sinks.sqlite import SQLiteSink
+
+    try:
+        sink = sink_from_url(url, read_only=True)
+    except (ValueError, ImportError) as exc:
+        raise CliError(str(exc)) from exc
+    if isinstance(sink, SQLiteSink) and not sink.path.exists():
+        raise CliError(f"no database at {sink.path} (run `mcp-tracking demo` or point --db at your store)")
+    return sink
+
+
+def _metrics(sink: Any, filters: dict[str, Any], breakdown: str | None = None) -> Any:
+    from mcp_tracking.metrics import compute_metrics
+    from mcp_tracking.sinks.sqlite import SQLiteStoreError
+
+    try:
+        result = compute_metrics(sink, breakdown=breakdown, **filters)
+    except SQLiteStoreError as exc:
+        raise CliError(str(exc)) from exc
+    except Exception as exc:
+        if type(exc).__name__ in {"OperationalError", "UndefinedTable", "DatabaseError"}:
+            raise CliError(f"cannot read the store: {exc}") from exc
+        raise
+    return result
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from mcp_tracking.report.text import render_csv, render_json, render_table
+
+    sink = _open(args.db)
+    result = _metrics(sink, _filters(args), args.breakdown)
+    if result.totals.events == 0:
+        scope = "these filters" if any(v is not None for v in _filters(args).values()) else "the store"
+        raise CliError(f"no events in {scope} ({args.db})")
+    out = {"table": render_table, "json": render_json, "csv": render_csv}[args.format](result)
+    sys.stdout.write(out if out.endswith("\n") else out + "\n")
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from mcp_tracking.report.dashboard import write_dashboard
+
+    sink = _open(args.db)
+    filters = _filters(args)
+    result = _metrics(sink, filters)
+    if result.totals.events == 0:
+        raise CliError(f"no events to show in {args.db}")
+    write_dashboard(sink, args.out, progress=_progress("computing trend"), **filters)
+    print(f"dashboard written to {Path(args.out).resolve()}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    sink = _open(args.db)
+    result = _metrics(sink, _filters(args))
+    t = result.totals
+    from mcp_tracking.report.dashboard import time_span
+
+    span = time_span(sink, {k: v for k, v in _filters(args).items()})
+    info = {"store": args.db, "events": t.events, "sessions": t.sessions, "tool_calls": t.tool_calls,
+            "first_event": span[0].isoformat() if span else None, "last_event": span[1].isoformat() if span else None}
+    if args.format == "json":
+        print(json.dumps(info, indent=2))
+    else:
+        for k, v in info.items():
+            print(f"{k:>12}: {v}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from mcp_tracking.events import event_json_schemas
+
+    schemas = event_json_schemas()
+    if args.event:
+        if args.event not in schemas["events"]:
+            raise CliError(f"unknown event {args.event!r}; known: {', '.join(sorted(schemas['events']))}")
+        schemas = schemas["events"][args.event]
+    print(json.dumps(schemas, indent=2))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import anyio
+
+    from mcp_tracking import AnalyticsClient, instrument
+    from mcp_tracking.demo.agents import run_sessions
+    from mcp_tracking.demo.server import build_server, completeness_checks
+    from mcp_tracking.report.dashboard import write_dashboard
+    from mcp_tracking.report.text import render_table
+    from mcp_tracking.sinks import default_url
+
+    url = args.db or default_url()
+    started = time.perf_counter()
+    try:
+        client = AnalyticsClient(url, mcp_name="drea")
+    except (ValueError, ImportError) as exc:
+        raise CliError(str(exc)) from exc
+    server = build_server("drea")
+    instrument(server, client, completeness=completeness_checks(), add_outcome_tool=True)
+    sys.stderr.write(f"running {args.sessions} scripted agent sessions against the demo server 'drea'...\n")
+    plan = anyio.run(lambda: run_sessions(server, sessions=args.sessions, seed=args.seed,
+                                          progress=_progress("sessions")))
+    client.close()
+    stats = client.stats
+    if stats.failed_events or stats.dropped:
+        raise CliError(f"the store did not take every event ({stats.failed_events} failed, {stats.dropped} dropped)")
+    sink = _open(url)
+    result = _metrics(sink, {"mcp_name": "drea"})
+    print(render_table(result))
+    out = Path(args.dashboard)
+    write_dashboard(sink, out, mcp_name="drea")
+    elapsed = time.perf_counter() - started
+    print(f"\n{len(plan)} sessions, {stats.written:,} events written to {url} in {elapsed:.1f} s")
+    print(f"dashboard: {out.resolve()}")
+    print(f"next: mcp-tracking report --db {url} --format json")
+    print(f"      mcp-tracking dashboard --db {url} --out report.html")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mcp_tracking import __version__
+    from mcp_tracking.sinks import default_url
+
+    p = argparse.ArgumentParser(prog="mcp-tracking", description="Agent-quality analytics for MCP servers.")
+    p.add_argument("--version", action="version", version=f"mcp-tracking {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def scoped(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--db", default=default_url(), help="store URL or path (default: %(default)s)")
+        sp.add_argument("--mcp", help="only this mcp_name")
+        sp.add_argument("--user", help="only this user_id")
+        sp.add_argument("--session", help="only this session_id")
+        sp.add_argument("--since", type=_parse_time, help="from this time (ISO 8601, UTC if no zone)")
+        sp.add_argument("--until", type=_parse_time, help="before this time (ISO 8601)")
+
+    d = sub.add_parser("demo", help="run the bundled server against scripted agents, then report")
+    d.add_argument("--db", default=None, help="store URL (default: MCP_TRACKING_URL or sqlite:///mcp_tracking.db)")
+    d.add_argument("--sessions", type=int, default=48, help="scripted sessions to run (default: %(default)s)")
+    d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--dashboard", default="mcp_tracking_dashboard.html", help="where to write the HTML dashboard")
+    d.set_defaults(func=cmd_demo)
+
+    r = sub.add_parser("report", help="the ten metrics as a table, JSON or CSV")
+    scoped(r)
+    r.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    r.add_argument("--breakdown", choices=["session", "user"], help="add per-session or per-user metrics (json)")
+    r.set_defaults(func=cmd_report)
+
+    h = sub.add_parser("dashboard", help="write a self-contained HTML dashboard")
+    scoped(h)
+    h.add_argument("--out", default="report.html")
+    h.set_defaults(func=cmd_dashboard)
+
+    s = sub.add_parser("status", help="what the store holds")
+    scoped(s)
+    s.add_argument("--format", choices=["text", "json"], default="text")
+    s.set_defaults(func=cmd_status)
+
+    sc = sub.add_parser("schema", help="print the JSON Schema of every event (or of one)")
+    sc.add_argument("--event", help="one event name")
+    sc.set_defaults(func=cmd_schema)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "sessions", 1) is not None and getattr(args, "sessions", 1) < 1:
+        parser.error("--sessions must be at least 1")
+    try:
+        return int(args.func(args))
+    except CliError as exc:
+        sys.stderr.write(f"mcp-tracking: error: {exc}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

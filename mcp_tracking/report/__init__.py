@@ -1,0 +1,1 @@
+"""Report: the metrics as a terminal table, JSON or CSV, and as a self-contained HTML dashboard."""

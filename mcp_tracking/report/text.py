@@ -1,0 +1,144 @@
+"""The metrics as a readable terminal table (no dependencies), JSON or CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from mcp_tracking.metrics.model import MetricsResult
+
+LABELS = {
+    "task_completion_rate": ("Task completion rate", "completed / started sessions"),
+    "steps_to_goal": ("Steps to goal", "tool calls per successful session"),
+    "semantic_clarity_score": ("Semantic clarity", "1 - (schema + wrong-tool + retries) / calls"),
+    "retry_rate": ("Retry rate", "retries / calls"),
+    "hallucination_rate": ("Hallucination rate", "unknown-tool calls / sessions"),
+    "schema_violation_rate": ("Schema violation rate", "schema errors / calls"),
+    "recovery_rate": ("Recovery rate", "sessions with errors that still succeeded"),
+    "latency_per_step": ("Latency per step (ms)", "mean execution time of completed calls"),
+    "tool_popularity": ("Most used tool", "by tool_call_started"),
+    "answer_completeness_rate": ("Answer completeness", "complete / checked answers"),
+}
+PERCENT = {"task_completion_rate", "retry_rate", "schema_violation_rate", "recovery_rate", "answer_completeness_rate"}
+
+
+def fmt(value: Any, *, percent: bool = False) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value * 100:.1f}%" if percent else f"{value:,.3f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None) -> str:
+    """A box-drawn table; numbers right-aligned."""
+    cells = [[str(c) for c in r] for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+
+    def numeric(s: str) -> bool:
+        return bool(s) and (s[0].isdigit() or s[0] in "-—") and not s[:1].isalpha()
+
+    def line(left: str, mid: str, right: str) -> str:
+        return left + mid.join("─" * (w + 2) for w in widths) + right
+
+    out = []
+    if title:
+        out.append(title)
+    out.append(line("┌", "┬", "┐"))
+    out.append("│" + "│".join(f" {h.ljust(w)} " for h, w in zip(headers, widths)) + "│")
+    out.append(line("├", "┼", "┤"))
+    for r in cells:
+        out.append("│" + "│".join(f" {c.rjust(w) if numeric(c) else c.ljust(w)} " for c, w in zip(r, widths)) + "│")
+    if not cells:
+        out.append("│" + "│".join(" " * (w + 2) for w in widths) + "│")
+    out.append(line("└", "┴", "┘"))
+    return "\n".join(out)
+
+
+def detail(key: str, m: dict[str, Any]) -> str:
+    if key == "task_completion_rate":
+        return f"{m['completed_sessions']} of {m['total_sessions']} sessions"
+    if key == "steps_to_goal":
+        return f"{m['successful_sessions']} successful sessions, max {fmt(m['max'])}"
+    if key == "semantic_clarity_score":
+        return f"{m['schema_errors']} schema, {m['wrong_tool_errors']} wrong-tool, {m['retries']} retries / " \
+               f"{m['tool_calls']} calls"
+    if key == "retry_rate":
+        return f"{m['retries']} of {m['tool_calls']} calls"
+    if key == "hallucination_rate":
+        return f"{m['hallucinated_calls']} in {m['sessions']} sessions ({fmt(m['per_call'], percent=True)} of calls)"
+    if key == "schema_violation_rate":
+        return f"{m['schema_errors']} of {m['tool_calls']} calls"
+    if key == "recovery_rate":
+        return f"{m['recovered_sessions']} of {m['sessions_with_errors']} sessions with errors"
+    if key == "latency_per_step":
+        return f"{m['count']} calls, max {fmt(m['max_ms'])} ms"
+    if key == "tool_popularity":
+        tools = m["tools"]
+        return ", ".join(f"{t['tool_name']} {t['call_count']}" for t in tools[:3]) if tools else "no calls"
+    if key == "answer_completeness_rate":
+        return f"{m['complete']} complete, {m['incomplete']} incomplete"
+    return ""
+
+
+def render_table(result: MetricsResult) -> str:
+    d = result.to_dict()
+    scope = ", ".join(f"{k}={v}" for k, v in d["scope"].items() if v is not None) or "all events"
+    t = d["totals"]
+    parts = [f"mcp-tracking report — {scope}: {t['events']:,} events, {t['sessions']:,} sessions, "
+             f"{t['tool_calls']:,} tool calls"]
+    rows = []
+    for key, (label, meaning) in LABELS.items():
+        m = d[key]
+        rows.append([label, fmt(m.get("value"), percent=key in PERCENT), detail(key, m)])
+    parts.append(table(["Metric", "Value", "Detail"], rows, title="\nAgent-quality metrics"))
+    lat = {r["tool_name"]: r for r in d["latency_per_step"]["by_tool"]}
+    fail = {r["tool_name"]: r for r in d["tool_failure_rate"]}
+    tool_rows = []
+    for tp in d["tool_popularity"]["tools"]:
+        name = tp["tool_name"]
+        lr, fr = lat.get(name, {}), fail.get(name, {})
+        tool_rows.append([name, tp["call_count"], fmt(fr.get("value"), percent=True), fmt(lr.get("p50_ms")),
+                          fmt(lr.get("p95_ms")), fmt(lr.get("max_ms"))])
+    parts.append(table(["Tool", "Calls", "Failure rate", "p50 ms", "p95 ms", "max ms"], tool_rows,
+                       title="\nTools"))
+    if d["tool_confusion_pairs"]:
+        parts.append(table(["Kind", "Agent called", "Meant / switched to", "Times"],
+                           [[r["kind"], r["from_tool"], r["to_tool"] or "—", r["count"]]
+                            for r in d["tool_confusion_pairs"][:15]], title="\nTool confusion"))
+    if d["schema_hotspots"]:
+        parts.append(table(["Tool", "Field", "Problem", "Times", "Example"],
+                           [[r["tool_name"], r["field"] or "(arguments)", r["kind"], r["count"],
+                             (r["example_error"] or "")[:48]] for r in d["schema_hotspots"][:15]],
+                           title="\nSchema hot-spots"))
+    if d["retry_loops"]:
+        parts.append(table(["Session", "Tool", "Identical calls"],
+                           [[r["session_id"], r["tool_name"], r["calls"]] for r in d["retry_loops"][:15]],
+                           title="\nRetry loops (one call repeated 3+ times)"))
+    return "\n".join(parts)
+
+
+def render_json(result: MetricsResult) -> str:
+    return json.dumps(result.to_dict(), indent=2, ensure_ascii=False)
+
+
+def render_csv(result: MetricsResult) -> str:
+    """One row per metric: metric, value, then the metric's other numbers as ``key=value`` pairs."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["metric", "value", "details"])
+    d = result.to_dict()
+    for key in LABELS:
+        m = d[key]
+        extra = {k: v for k, v in m.items() if k not in ("value", "by_tool", "tools")}
+        w.writerow([key, "" if m.get("value") is None else m["value"],
+                    ";".join(f"{k}={'' if v is None else v}" for k, v in extra.items())])
+    for r in d["latency_per_step"]["by_tool"]:
+        w.writerow([f"latency_per_step[{r['tool_name']}]", r["mean_ms"],
+                    f"count={r['count']};p50_ms={r['p50_ms']};p95_ms={r['p95_ms']};max_ms={r['max_ms']}"])
+    for r in d["tool_popularity"]["tools"]:
+        w.writerow([f"tool_popularity[{r['tool_name']}]", r["call_count"], f"share={r['share']}"])
+    return buf.getvalue()
