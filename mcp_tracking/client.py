@@ -106,6 +106,7 @@ class AnalyticsClient:
         )
         self.sessions = SessionStore(idle_timeout=idle_timeout, max_sessions=max_sessions, on_end=self._on_session_end)
         self._default_session: str | None = None
+        self._default_touched = 0.0
         self.emitter.add_tick(self.sessions.expire)
         self._closed = False
         _LIVE_CLIENTS.add(self)
@@ -210,14 +211,16 @@ class AnalyticsClient:
         bound = current_binding.get()
         if bound is not None and bound.session_id:
             return bound.session_id
+        now = self.sessions.clock()
         sid = self._default_session
         if sid is not None:
-            with self.sessions.lock:
-                state = self.sessions.get(sid)
-                if state is not None and self.sessions.clock() - state.last_activity <= self.sessions.idle_timeout:
-                    return sid
-        self._default_session = sid = mint("sess")
-        return sid
+            state = self.sessions.get(sid)
+            last = max(self._default_touched, state.last_activity if state is not None else 0.0)
+            if now - last <= self.sessions.idle_timeout:
+                self._default_touched = now
+                return sid
+        self._default_session, self._default_touched = mint("sess"), now
+        return self._default_session
 
     def get_session_tool_call_count(self, session_id: str | None) -> int:
         """Tool calls started in the session so far (from memory: O(1))."""

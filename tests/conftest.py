@@ -1,0 +1,50 @@
+"""Shared fixtures: real clients and stores, flushed before asserting (never sleep-and-hope)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mcp_tracking import AnalyticsClient
+from mcp_tracking.sinks import MemorySink, SQLiteSink
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(name="memory")
+def _memory() -> Iterator[tuple[AnalyticsClient, MemorySink]]:
+    sink = MemorySink()
+    client = AnalyticsClient(sink, mcp_name="drea", flush_interval=0.05)
+    yield client, sink
+    client.close(end_sessions=False)
+
+
+@pytest.fixture(name="sqlite_path")
+def _sqlite_path(tmp_path: Path) -> Path:
+    return tmp_path / "events.db"
+
+
+@pytest.fixture(name="sqlite_client")
+def _sqlite_client(sqlite_path: Path) -> Iterator[tuple[AnalyticsClient, SQLiteSink]]:
+    sink = SQLiteSink(sqlite_path)
+    client = AnalyticsClient(sink, mcp_name="drea", flush_interval=0.05)
+    yield client, sink
+    client.close(end_sessions=False)
+
+
+def names(events: list[dict], session_id: str | None = None) -> list[str]:
+    return [e["event_name"] for e in events if session_id is None or e["session_id"] == session_id]
+
+
+def python() -> str:
+    return sys.executable

@@ -1,0 +1,183 @@
+"""The emitter and the embedded stores under concurrency and failure."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections import Counter
+
+import anyio
+import pytest
+
+from mcp_tracking import AnalyticsClient, JSONLSink, MemorySink, SQLiteSink
+from mcp_tracking.emit import Emitter
+from mcp_tracking.events import EventRecord
+
+THREADS, TASKS, PER_WORKER = 50, 50, 100  # 10,000 events
+
+
+def produce(client: AnalyticsClient) -> None:
+    """50 threads and 50 asyncio tasks, each tracking 100 events in its own session."""
+
+    def thread_worker(i: int) -> None:
+        for n in range(PER_WORKER):
+            client.track(f"user_{i}", "custom_event", {"n": n, "worker": f"t{i}"}, session_id=f"t{i}", mcp_name="m")
+
+    async def task_worker(i: int) -> None:
+        for n in range(PER_WORKER):
+            client.track(f"user_{i}", "custom_event", {"n": n, "worker": f"a{i}"}, session_id=f"a{i}", mcp_name="m")
+            if n % 10 == 0:
+                await anyio.sleep(0)
+
+    async def run_tasks() -> None:
+        async with anyio.create_task_group() as tg:
+            for i in range(TASKS):
+                tg.start_soon(task_worker, i)
+
+    threads = [threading.Thread(target=thread_worker, args=(i,)) for i in range(THREADS)]
+    for t in threads:
+        t.start()
+    anyio.run(run_tasks)
+    for t in threads:
+        t.join()
+
+
+def check(events: list[tuple[str, str, int]]) -> None:
+    assert len(events) == 10_000
+    assert len({(s, n) for s, _, n in events}) == 10_000  # each exactly once
+    per_session = Counter(s for s, _, _ in events)
+    assert len(per_session) == 100 and set(per_session.values()) == {PER_WORKER}
+    assert all(s == w for s, w, _ in events)  # in the right session
+
+
+def test_ten_thousand_events_from_threads_and_tasks_land_once_in_sqlite(sqlite_path):
+    """10,000 events from 50 threads + 50 tasks are stored exactly once each, in their sessions."""
+    client = AnalyticsClient(SQLiteSink(sqlite_path), max_queue_size=20_000)
+    produce(client)
+    assert client.flush(30)
+    conn = sqlite3.connect(sqlite_path)
+    rows = conn.execute("SELECT session_id, json_extract(metadata, '$.worker'), json_extract(metadata, '$.n') "
+                        "FROM raw_analytics WHERE event_name = 'custom_event'").fetchall()
+    conn.close()
+    check(rows)
+    stats = client.stats
+    assert (stats.accepted, stats.written, stats.dropped, stats.failed_events) == (10_000, 10_000, 0, 0)
+    client.close(end_sessions=False)
+
+
+def test_ten_thousand_events_through_jsonl(tmp_path):
+    """The same load through JSONLSink: every line parses, every event once."""
+    sink = JSONLSink(tmp_path / "events.jsonl")
+    client = AnalyticsClient(sink, max_queue_size=20_000)
+    produce(client)
+    assert client.flush(30)
+    events = list(sink.iter_events())
+    check([(e["session_id"], e["metadata"]["worker"], e["metadata"]["n"]) for e in events])
+    client.close(end_sessions=False)
+
+
+class BrokenSink:
+    """A store that raises on every write (a database that is down)."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    def write(self, batch):
+        self.attempts += 1
+        raise ConnectionError("store is down")
+
+    def flush(self) -> None:
+        raise ConnectionError("store is down")
+
+    def close(self) -> None:
+        raise ConnectionError("store is down")
+
+
+def test_a_store_that_always_fails_never_slows_or_breaks_track():
+    """track() stays fast and returns; the failures and drops show in the counters."""
+    sink = BrokenSink()
+    client = AnalyticsClient(sink, max_queue_size=500, batch_size=100, flush_interval=0.01)
+    client.emitter.retry_backoff = 0.001
+    worst = 0.0
+    for i in range(5_000):
+        t0 = time.perf_counter()
+        client.track("u", "tool_call_started", {"i": i}, session_id="s")
+        worst = max(worst, time.perf_counter() - t0)
+    assert worst < 0.05  # never waits for the store
+    client.flush(10)
+    stats = client.stats
+    assert stats.failed_writes > 0 and stats.failed_events > 0
+    assert stats.accepted + stats.dropped == 5_000
+    assert stats.written == 0
+    assert sink.attempts > 0
+    assert client.close(timeout=5) in (True, False)  # closing a broken sink does not raise
+
+
+def test_full_queue_drops_and_counts():
+    """Past the queue bound new events are dropped, counted, and track() returns False."""
+    gate = threading.Event()
+
+    class SlowSink(MemorySink):
+        def write(self, batch):
+            gate.wait(5)
+            super().write(batch)
+
+    client = AnalyticsClient(SlowSink(), max_queue_size=10, batch_size=1, flush_interval=0.01)
+    results = [client.track("u", "e", {"i": i}) for i in range(100)]
+    assert results.count(False) >= 80
+    assert client.stats.dropped == results.count(False)
+    gate.set()
+    assert client.flush(5)
+    client.close()
+
+
+def test_processor_failure_drops_only_that_event():
+    """A processor that raises loses its event (counted), never the batch or the host."""
+
+    def picky(event):
+        if event.metadata.get("bad"):
+            raise RuntimeError("processor bug")
+        return event
+
+    sink = MemorySink()
+    client = AnalyticsClient(sink, processors=[picky], flush_interval=0.01)
+    client.track("u", "e", {"bad": True})
+    client.track("u", "e", {"bad": False})
+    assert client.flush()
+    assert [e["metadata"] for e in sink.events] == [{"bad": False}]
+    assert client.stats.processor_errors == 1
+    client.close()
+
+
+def test_flush_and_close_are_idempotent_and_drain():
+    """close() drains what is queued; calling it twice is harmless; events after close are counted drops."""
+    sink = MemorySink()
+    client = AnalyticsClient(sink)
+    for i in range(10):
+        client.track("u", "e", {"i": i})
+    assert client.close()
+    assert client.close()
+    assert len(sink.events) == 10 and sink.closed
+    assert client.track("u", "e", {}) is False
+    assert client.stats.dropped == 1
+
+
+def test_emitter_rejects_bad_arguments_eagerly():
+    """Explicit arguments are checked at construction."""
+    with pytest.raises(ValueError):
+        Emitter(MemorySink(), max_queue_size=0)
+    with pytest.raises(ValueError):
+        Emitter(MemorySink(), max_queue_size=10, batch_size=100)
+    with pytest.raises(ValueError):
+        Emitter(MemorySink(), flush_interval=0)
+
+
+def test_sqlite_is_idempotent_on_event_id(sqlite_path):
+    """Writing the same event twice (a replayed batch) stores it once."""
+    sink = SQLiteSink(sqlite_path)
+    batch = [EventRecord("e", "u", "s", None, {"i": i}) for i in range(5)]
+    sink.write(batch)
+    sink.write(batch)
+    assert sink.count() == 5
+    sink.close()
