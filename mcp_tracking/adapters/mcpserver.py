@@ -69,6 +69,12 @@ def call_info(ctx: Any, name: str, args: Any, *, mcp_name: str | None, recorder:
         conn_key = connection.outbound  # 2026-07-28 over a duplex pipe (stdio): one outbound per pipe
     elif kind == "direct":
         conn_key = getattr(outbound, "_inner", outbound).transport  # in-process: one per client dispatcher
+    elif request is not None and getattr(request, "client", None) is not None:
+        # 2026-07-28 over HTTP has no session and no connection object: the TCP connection is the
+        # only connection there is (keep-alive). Never merges two clients; a client that opens several
+        # TCP connections is split unless it sends a session key in _meta or authenticates.
+        peer = request.client
+        conn_key = f"tcp:{peer.host}:{peer.port}"
     client_params = getattr(session, "client_params", None)
     client_info = getattr(client_params, "client_info", None)
     if client_info is None and isinstance(meta, Mapping):
@@ -188,6 +194,7 @@ class TrackingMiddleware:
         return result
 
     def _finish(self, handle: Any, result: Any) -> None:
+        """Record the outcome from the wire result; contained like every other stage."""
         try:
             if isinstance(result, Mapping):
                 is_error = bool(result.get("isError"))
@@ -195,14 +202,12 @@ class TrackingMiddleware:
             else:
                 is_error = bool(getattr(result, "is_error", False))
                 structured, content = getattr(result, "structured_content", None), getattr(result, "content", None)
+            if is_error:
+                text = text_of(content)
+                kind = "unknown_tool" if self.server is None and text.startswith("Unknown tool") else "tool_error"
+                self.recorder.finish(handle, error_type=kind, error_message=text)
+            else:
+                self.recorder.finish(handle, result=payload_of(structured, content))
         except Exception:
+            warn_once("mcpserver-finish", "mcp_tracking: could not read a tool result", exc_info=True)
             self.recorder.finish(handle)
-            return
-        if is_error:
-            text = text_of(content)
-            kind = "tool_error"
-            if self.server is None and text.startswith("Unknown tool"):
-                kind = "unknown_tool"
-            self.recorder.finish(handle, error_type=kind, error_message=text)
-        else:
-            self.recorder.finish(handle, result=payload_of(structured, content))

@@ -154,21 +154,28 @@ class Recorder:
             return session, "explicit", str(user), user_source, False
         if info.transport_session:
             return str(info.transport_session), "transport", str(user), user_source, False
+        if isinstance(info.connection, str):  # a connection known only by name (an HTTP peer address)
+            return self._session_for_key(f"{info.mcp_name}|{info.connection}", str(user), info.mcp_name), \
+                "connection", str(user), user_source, False
         if info.connection is not None:
             sid, created = self.connections.get(info.connection)
             return sid, "connection", str(user), user_source, created
-        # no session anywhere (2026-07-28 over HTTP, stateless): the caller's identity + an inactivity window
+        # no session anywhere (a direct call): the caller's identity + an inactivity window
         who = (f"auth:{info.auth_subject or info.auth_client_id}" if user_source == "auth"
                else f"client:{info.client_name}/{info.client_version}" if info.client_name else f"user:{user}")
-        key = f"{info.mcp_name}|{who}"
+        return self._session_for_key(f"{info.mcp_name}|{who}", str(user), info.mcp_name), "identity", str(user), \
+            user_source, False
+
+    def _session_for_key(self, key: str, user: str, mcp_name: str | None) -> str:
+        """The live session bound to ``key`` within the idle window, else a new one."""
         store = self.client.sessions
         with store.lock:
             sid = store.session_for_identity(key)
             if sid is None:
                 sid = mint("idn")
-                store.get_or_create(sid, str(user), info.mcp_name or self.client.mcp_name)
+                store.get_or_create(sid, user, mcp_name or self.client.mcp_name)
                 store.bind_identity(key, sid)
-        return sid, "identity", str(user), user_source, False
+        return sid
 
     # -- begin -----------------------------------------------------------------------------------
 
