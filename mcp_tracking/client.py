@@ -13,7 +13,6 @@ raise because a store is slow or down.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import weakref
@@ -22,7 +21,7 @@ from typing import Any
 
 from mcp_tracking._json import params_hash as _params_hash
 from mcp_tracking._logging import warn_once
-from mcp_tracking.core.identity import Binding, current_binding, mint
+from mcp_tracking.core.identity import Binding, ConnectionIds, current_binding, mint
 from mcp_tracking.core.manifest import suggest
 from mcp_tracking.core.sessions import (
     DEFAULT_IDLE_TIMEOUT,
@@ -33,6 +32,8 @@ from mcp_tracking.core.sessions import (
     SessionStore,
 )
 from mcp_tracking.emit.emitter import Emitter, EmitterStats
+from mcp_tracking.emit.emitter import _close_all as _close_all_emitters
+from mcp_tracking.emit.shutdown import install_sigterm_handler, register_drainer
 from mcp_tracking.emit.processors import Processor, default_processors
 from mcp_tracking.events import EventName, EventRecord
 from mcp_tracking.sinks import sink_from_url
@@ -66,6 +67,9 @@ class AnalyticsClient:
         idle_timeout: seconds of inactivity after which a session ends (default 30 min).
         max_sessions: live sessions kept in memory; the least recently active beyond it are ended.
         polling_tools: tools that are legitimately called again with the same arguments (never retries).
+        handle_sigterm: drain queued events on SIGTERM before the process ends (see
+            :mod:`mcp_tracking.emit.shutdown`); installed once, from the main thread, chained to any handler
+            already there.
 
     Example:
         analytics = AnalyticsClient("sqlite:///analytics.db", mcp_name="drea")
@@ -89,6 +93,7 @@ class AnalyticsClient:
         max_queue_size: int | None = None,
         batch_size: int | None = None,
         flush_interval: float | None = None,
+        handle_sigterm: bool = True,
     ) -> None:
         self.sink: Sink = sink if isinstance(sink, Sink) else sink_from_url(sink)
         self.mcp_name = mcp_name
@@ -105,11 +110,14 @@ class AnalyticsClient:
             **emitter_opts,
         )
         self.sessions = SessionStore(idle_timeout=idle_timeout, max_sessions=max_sessions, on_end=self._on_session_end)
+        self.connections = ConnectionIds()  # shared by every adapter on this client
         self._default_session: str | None = None
         self._default_touched = 0.0
         self.emitter.add_tick(self.sessions.expire)
         self._closed = False
         _LIVE_CLIENTS.add(self)
+        if handle_sigterm:
+            install_sigterm_handler()
 
     def __repr__(self) -> str:
         return f"AnalyticsClient(sink={self.sink!r}, mcp_name={self.mcp_name!r})"
@@ -569,14 +577,14 @@ class AnalyticsClient:
 _LIVE_CLIENTS: weakref.WeakSet[AnalyticsClient] = weakref.WeakSet()
 
 
-def _close_clients_at_exit() -> None:
-    """Interpreter exit: end live sessions and drain (runs before the emitters' own exit hook)."""
-    timeout = float(os.environ.get("MCP_TRACKING_EXIT_TIMEOUT", "5"))
+def _close_clients(timeout: float) -> None:
+    """Exit or SIGTERM: end live sessions and drain every client, then any emitter used alone."""
     for client in list(_LIVE_CLIENTS):
         try:
             client.close(timeout)
         except Exception:
             pass
+    _close_all_emitters(timeout)
 
 
-atexit.register(_close_clients_at_exit)
+register_drainer(_close_clients)

@@ -28,7 +28,6 @@ from mcp_tracking.core import completeness as _completeness
 from mcp_tracking.core.identity import (
     SESSION_META_KEYS,
     USER_META_KEYS,
-    ConnectionIds,
     current_binding,
     meta_value,
     mint,
@@ -132,7 +131,6 @@ class Recorder:
         self.client = client
         self.options = options or TrackingOptions()
         self.validators = ValidatorCache()
-        self.connections = ConnectionIds()
         self._polling = frozenset(self.options.polling_tools) | client.polling_tools
 
     # -- identity --------------------------------------------------------------------------------
@@ -158,7 +156,7 @@ class Recorder:
             return self._session_for_key(f"{info.mcp_name}|{info.connection}", str(user), info.mcp_name), \
                 "connection", str(user), user_source, False
         if info.connection is not None:
-            sid, created = self.connections.get(info.connection)
+            sid, created = self.client.connections.get(info.connection)
             return sid, "connection", str(user), user_source, created
         # no session anywhere (a direct call): the caller's identity + an inactivity window
         who = (f"auth:{info.auth_subject or info.auth_client_id}" if user_source == "auth"

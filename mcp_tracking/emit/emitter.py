@@ -8,7 +8,6 @@ into the caller.
 
 from __future__ import annotations
 
-import atexit
 import os
 import threading
 import time
@@ -271,13 +270,10 @@ class Emitter:
 _LIVE: weakref.WeakSet[Emitter] = weakref.WeakSet()
 
 
-def _close_all_at_exit() -> None:
+def _close_all(timeout: float) -> None:
     for emitter in list(_LIVE):
         try:
-            emitter.close(timeout=float(os.environ.get("MCP_TRACKING_EXIT_TIMEOUT", "5")))
+            emitter.close(timeout=timeout)
         except Exception:
             pass
-
-
-atexit.register(_close_all_at_exit)
 

@@ -32,7 +32,8 @@ background:var(--bg);color:var(--ink)}header{padding:24px 32px;background:#11182
 header h1{margin:0;font-size:20px}header p{margin:4px 0 0;color:#9ca3af}main{padding:24px 32px;display:grid;gap:20px}
 .kpis{display:grid;grid-template-columns:repeat(auto-fill,minmax(190px,1fr));gap:12px}
 .kpi{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:14px}
-.kpi .v{font-size:24px;font-weight:650;margin-top:4px}.kpi .l{color:var(--mute);font-size:12px;text-transform:uppercase;
+.kpi .v{font-size:24px;font-weight:650;margin-top:4px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+.kpi .v.text{font-size:15px;padding:6px 0 3px}.kpi .l{color:var(--mute);font-size:12px;text-transform:uppercase;
 letter-spacing:.04em}.kpi .d{color:var(--mute);font-size:12px;margin-top:2px}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(460px,1fr));gap:20px}
 section.card{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:16px 18px}
@@ -69,7 +70,7 @@ def _nice_max(value: float) -> float:
 
 
 def hbar_chart(rows: Sequence[tuple[str, Sequence[float | None]]], series: Sequence[str], *, unit: str = "",
-               chart_id: str) -> str:
+               chart_id: str, percent: bool = False) -> str:
     """Horizontal bars, one group per row and one bar per series."""
     if not rows:
         return '<div class="empty">No data in this scope.</div>'
@@ -77,13 +78,14 @@ def hbar_chart(rows: Sequence[tuple[str, Sequence[float | None]]], series: Seque
     group_h = bar_h * len(series) + gap
     height = group_h * len(rows) + 24
     top = max((v or 0) for _, vals in rows for v in vals) or 1.0
-    vmax = _nice_max(top)
+    vmax = 1.0 if percent else _nice_max(top)
     plot_w = width - label_w - 60
     out = [f'<svg id="{chart_id}" class="chart" viewBox="0 0 {width} {height}" role="img">']
     for i in range(5):
         x = label_w + plot_w * i / 4
         out.append(f'<line x1="{x:.1f}" y1="0" x2="{x:.1f}" y2="{height - 20}" stroke="#eef0f4"/>')
-        out.append(f'<text x="{x:.1f}" y="{height - 6}" text-anchor="middle">{fmt(vmax * i / 4)}{unit}</text>')
+        out.append(f'<text x="{x:.1f}" y="{height - 6}" text-anchor="middle">'
+                   f'{fmt(vmax * i / 4, percent=percent)}{unit}</text>')
     for r, (label, vals) in enumerate(rows):
         y0 = r * group_h
         short = label if len(label) <= 34 else label[:33] + "…"
@@ -92,11 +94,11 @@ def hbar_chart(rows: Sequence[tuple[str, Sequence[float | None]]], series: Seque
         for s, v in enumerate(vals):
             w = 0 if v is None else plot_w * v / vmax
             y = y0 + s * bar_h
-            tip = f"{label} — {series[s]}: {fmt(v)}{unit}"
+            tip = f"{label} — {series[s]}: {fmt(v, percent=percent)}{unit}"
             out.append(f'<rect class="bar" x="{label_w}" y="{y:.1f}" width="{max(w, 0.5):.1f}" height="{bar_h - 2}" '
                        f'rx="2" fill="{PALETTE[s % len(PALETTE)]}" data-tip="{esc(tip)}"/>')
             out.append(f'<text x="{label_w + w + 4:.1f}" y="{y + bar_h / 2:.1f}" dominant-baseline="middle">'
-                       f'{fmt(v)}</text>')
+                       f'{fmt(v, percent=percent)}</text>')
     out.append("</svg>")
     if len(series) > 1:
         out.append('<div class="legend">' + "".join(
@@ -205,7 +207,7 @@ def trend(sink: Sink, filters: dict[str, Any], *, buckets: int = 12,
         return [], {}
     start, end = span
     total = max((end - start).total_seconds(), 1e-3)
-    n = max(1, min(buckets, math.ceil(total)))
+    n = buckets if (end - start).total_seconds() > 0 else 1
     edges = [start + timedelta(seconds=total * i / n) for i in range(n + 1)]
     edges[-1] = end + timedelta(microseconds=1)
     series: dict[str, list[float | None]] = {k: [] for k in TREND_KEYS}
@@ -229,7 +231,8 @@ def render_dashboard(result: MetricsResult, *, buckets: Sequence[datetime] = (),
     for key, (label, meaning) in LABELS.items():
         m = d[key]
         kpis.append(f'<div class="kpi" data-metric="{key}"><div class="l">{esc(label)}</div>'
-                    f'<div class="v">{esc(fmt(m.get("value"), percent=key in PERCENT))}</div>'
+                    f'<div class="v{" text" if isinstance(m.get("value"), str) else ""}" '
+                    f'title="{esc(m.get("value"))}">{esc(fmt(m.get("value"), percent=key in PERCENT))}</div>'
                     f'<div class="d">{esc(meaning)}</div></div>')
     pop = d["tool_popularity"]["tools"]
     lat = d["latency_per_step"]["by_tool"]
@@ -238,7 +241,10 @@ def render_dashboard(result: MetricsResult, *, buckets: Sequence[datetime] = (),
     fail = d["tool_failure_rate"]
     cards = [
         ("trend", "Metrics over time", f"{len(buckets)} intervals between first and last event",
-         line_chart(list(buckets), series or {}, chart_id="chart-trend"), ""),
+         line_chart(list(buckets), series or {}, chart_id="chart-trend"),
+         html_table(["From", *[LABELS[k][0] for k in (series or {})]],
+                    [[b.isoformat(timespec="seconds"), *[fmt(v[i], percent=True) for v in (series or {}).values()]]
+                     for i, b in enumerate(buckets)], numeric=tuple(range(1, 1 + len(series or {}))))),
         ("popularity", "Tool popularity", "tool_call_started per tool",
          hbar_chart([(r["tool_name"], [r["call_count"]]) for r in pop[:20]], ["calls"], chart_id="chart-popularity"),
          html_table(["Tool", "Calls", "Share"], [[r["tool_name"], r["call_count"], fmt(r["share"], percent=True)]
@@ -262,7 +268,7 @@ def render_dashboard(result: MetricsResult, *, buckets: Sequence[datetime] = (),
                     numeric=(3,))),
         ("failures", "Failure rate per tool", "failed / finished calls",
          hbar_chart([(r["tool_name"], [r["value"]]) for r in fail[:20]], ["failure rate"],
-                    chart_id="chart-failures"),
+                    chart_id="chart-failures", percent=True),
          html_table(["Tool", "Finished calls", "Failed", "Rate"],
                     [[r["tool_name"], r["calls"], r["failed"], fmt(r["value"], percent=True)] for r in fail],
                     numeric=(1, 2, 3))),

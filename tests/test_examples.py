@@ -1,0 +1,30 @@
+"""Every example runs as documented."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from helpers import ROOT
+
+EXAMPLES = {
+    "mcpserver_example.py": "task completion rate: 1.0",
+    "decorator_example.py": "recovery rate: 1.0",
+    "instrument_example.py": "'total_sessions': 12",
+    "fastmcp_example.py": "hallucination rate: 1.0",
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_example_runs(name, tmp_path):
+    """Run the example with its events in a temporary store and check what it prints."""
+    if name.startswith("fastmcp"):
+        pytest.importorskip("fastmcp")
+    env = {**os.environ, "MCP_TRACKING_URL": f"sqlite:///{tmp_path}/ex.db"}
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / name)], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert EXAMPLES[name] in proc.stdout
