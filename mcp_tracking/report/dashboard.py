@@ -158,7 +158,9 @@ def _bucket_label(buckets: Sequence[datetime], i: int) -> str:
         return b.strftime("%m-%d")
     if span >= timedelta(hours=2):
         return b.strftime("%m-%d %H:%M")
-    return b.strftime("%H:%M:%S")
+    if span >= timedelta(seconds=30):
+        return b.strftime("%H:%M:%S")
+    return b.strftime("%H:%M:%S.") + f"{b.microsecond // 1000:03d}"
 
 
 def html_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequence[int] = ()) -> str:

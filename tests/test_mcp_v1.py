@@ -1,0 +1,80 @@
+"""mcp 1.x FastMCP (no middleware API): the wrapped tools/call handler, end to end.
+
+Runs in CI's own `mcp<2` environment (MCP_TRACKING_REQUIRE_V1=1 makes a missing mcp 1.x a failure);
+skipped where mcp 2.x is installed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+if os.environ.get("MCP_TRACKING_REQUIRE_V1"):
+    from mcp.server.fastmcp import FastMCP
+else:
+    FastMCP = pytest.importorskip("mcp.server.fastmcp", reason="mcp 1.x not installed").FastMCP
+
+from mcp.shared.memory import create_connected_server_and_client_session  # noqa: E402
+
+from mcp_tracking import AnalyticsClient, MemorySink, instrument  # noqa: E402
+from mcp_tracking.adapters.mcp_v1 import V1Hook  # noqa: E402
+from mcp_tracking.demo.server import build_server, completeness_checks  # noqa: E402
+
+pytestmark = pytest.mark.anyio
+
+
+def tracked():
+    sink = MemorySink()
+    client = AnalyticsClient(sink, flush_interval=0.02)
+    server = build_server("drea")
+    hook = instrument(server, client, completeness=completeness_checks())
+    return server, client, sink, hook
+
+
+async def test_scripted_session_v1():
+    """Hallucination, schema error, crash, retry and switch: the same lifecycle as on mcp 2.x."""
+    server, client, sink, hook = tracked()
+    assert isinstance(hook, V1Hook) and instrument(server, client) is hook
+    texts = []
+    async with create_connected_server_and_client_session(server) as s:
+        for name, args in [("get_benchmark_results_advanced", {"model_name": "gpt-4.1"}),
+                           ("get_benchmark_results_by_filters", {"limit": "ten"}),
+                           ("get_benchmark_results", {"model_name": "nope"}),
+                           ("get_benchmark_results", {"model_name": "nope"}),
+                           ("get_benchmark_results_by_filters", {"benchmark": "mmlu", "limit": 3})]:
+            r = await s.call_tool(name, args)
+            texts.append((r.isError, r.content[0].text))
+    client.close()
+    assert "Did you mean 'get_benchmark_results'" in texts[0][1]
+    assert "- limit: expected integer, got string 'ten'" in texts[1][1]
+    assert texts[2][0] and "no results for model 'nope'" in texts[2][1]  # v1's own answer, untouched
+    names = [e["event_name"] for e in sink.events]
+    assert names == [
+        "session_start", "tool_call_started", "hallucinated_tool_call", "tool_call_failed", "wrong_tool_error",
+        "tool_call_started", "schema_validation_error", "tool_call_failed", "wrong_tool_error", "tool_call_started",
+        "tool_call_failed", "tool_call_retry", "tool_call_started", "tool_call_failed", "wrong_tool_error",
+        "tool_call_started", "tool_call_completed", "answer_complete", "session_completed", "session_end"]
+    seqs = [e["metadata"]["call_sequence"] for e in sink.events if e["event_name"] == "tool_call_started"]
+    assert seqs == [1, 2, 3, 4, 5]
+    assert sink.events[0]["metadata"]["client_name"] == "mcp"
+
+
+async def test_v1_stdio_subprocess(tmp_path):
+    """A real mcp 1.x stdio client against the demo server run as `python -m mcp_tracking.demo.server`."""
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    from mcp_tracking import compute_metrics
+
+    db = tmp_path / "v1.db"
+    params = StdioServerParameters(command=sys.executable, args=["-m", "mcp_tracking.demo.server", f"sqlite:///{db}"],
+                                   env={**os.environ})
+    async with stdio_client(params) as (r, w), ClientSession(r, w) as s:
+        await s.initialize()
+        res = await s.call_tool("getLeaderboard", {"benchmark": "mmlu"})
+        assert "Did you mean 'get_leaderboard'?" in res.content[0].text
+        assert not (await s.call_tool("get_leaderboard", {"benchmark": "mmlu"})).isError
+    result = compute_metrics(f"sqlite:///{db}")
+    assert result.totals.hallucinations == 1 and result.totals.completed_calls == 1
