@@ -1,0 +1,37 @@
+"""Shared helpers: medians, a tiny table printer, and a realistic event mix."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from typing import Any
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def rounds(fn: Callable[[], float], n: int) -> list[float]:
+    return [fn() for _ in range(n)]
+
+
+def event_mix(i: int) -> tuple[str, dict[str, Any]]:
+    """The events a tool call produces, in the proportions a real server sees (~540 bytes each)."""
+    k = i % 4
+    params = {"model_name": f"model-{i % 17}", "benchmark": "mmlu", "limit": 10, "filters": {"min_score": 50}}
+    if k == 0:
+        return "tool_call_started", {"tool_name": "get_benchmark_results_by_filters", "tool_params": params,
+                                     "call_sequence": i, "is_retry": False, "retry_attempt": 0,
+                                     "previous_tool_name": "list_models",
+                                     "params_hash": "5f2b1c0d9e8a7b6c5d4e3f2a1b0c9d8e", "mcp_tool_available": True}
+    if k == 1:
+        return "tool_call_completed", {"tool_name": "get_benchmark_results_by_filters", "tool_params": params,
+                                       "success": True, "execution_time_ms": 12.345, "call_sequence": i,
+                                       "params_hash": "5f2b1c0d9e8a7b6c5d4e3f2a1b0c9d8e", "result_size": 2048}
+    if k == 2:
+        return "tool_call_failed", {"tool_name": "get_benchmark_results", "tool_params": params,
+                                    "error_type": "tool_error", "error_message": "no results for model",
+                                    "execution_time_ms": 3.2, "call_sequence": i, "retry_eligible": True}
+    return "answer_complete", {"completeness_score": 1.0, "detection_method": "heuristic_validation",
+                               "checks_passed": ["has_result_data", "has_multiple_results"], "checks_failed": [],
+                               "tool_name": "get_benchmark_results_by_filters", "result_count": 5}
