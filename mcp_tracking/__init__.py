@@ -13,7 +13,7 @@ from mcp_tracking.core.completeness import has_multiple_results, has_result_data
 from mcp_tracking.core.recorder import CallInfo, Recorder, TrackingOptions
 from mcp_tracking.emit.processors import Processor
 from mcp_tracking.events import SCHEMA_VERSION, EventName, EventRecord
-from mcp_tracking.sinks import JSONLSink, MemorySink, SQLiteSink, Sink, sink_from_url
+from mcp_tracking.sinks import JSONLSink, MemorySink, Sink, SQLiteSink, sink_from_url
 
 if TYPE_CHECKING:
     from mcp_tracking.adapters.decorator import track_tool

@@ -33,7 +33,7 @@ def _default(obj: Any) -> Any:
         try:
             return sorted(obj)
         except TypeError:
-            return sorted((repr(x) for x in obj))
+            return sorted(repr(x) for x in obj)
     if isinstance(obj, Decimal):
         return str(obj)
     if isinstance(obj, Enum):

@@ -33,8 +33,8 @@ from mcp_tracking.core.sessions import (
 )
 from mcp_tracking.emit.emitter import Emitter, EmitterStats
 from mcp_tracking.emit.emitter import _close_all as _close_all_emitters
-from mcp_tracking.emit.shutdown import install_sigterm_handler, register_drainer
 from mcp_tracking.emit.processors import Processor, default_processors
+from mcp_tracking.emit.shutdown import install_sigterm_handler, register_drainer
 from mcp_tracking.events import EventName, EventRecord
 from mcp_tracking.sinks import sink_from_url
 from mcp_tracking.sinks.base import QueryableSink, Sink
@@ -148,8 +148,10 @@ class AnalyticsClient:
             warn_once("track", "mcp_tracking: track() failed for %r", event_name, exc_info=True)
             return False
 
-    def _emit(self, name: str, user_id: str, session_id: str | None, mcp_name: str | None,
+    def _emit(self, name: str, user_id: str, session_id: str | None, mcp_name: Any,
               metadata: dict[str, Any]) -> bool:
+        if mcp_name is not None and not isinstance(mcp_name, str):
+            mcp_name = str(mcp_name)
         return self.emitter.emit(EventRecord(name, user_id, session_id, mcp_name, metadata))
 
     def _observe(self, state: SessionState, name: str, md: dict[str, Any]) -> None:
@@ -447,7 +449,8 @@ class AnalyticsClient:
     ) -> bool:
         """``tool_call_completed``, or ``tool_call_failed`` when ``success`` is false (the design's existing method)."""
         if not success:
-            return self.track_tool_call_failed(user_id, tool_name, tool_params, metadata.pop("error_type", "tool_error"),
+            error_type = metadata.pop("error_type", "tool_error")
+            return self.track_tool_call_failed(user_id, tool_name, tool_params, error_type,
                                                metadata.pop("error_message", None), execution_time_ms, session_id,
                                                mcp_name, **metadata)
         sid = session_id if session_id is not None else self.get_current_session_id()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any, Literal
 
@@ -255,20 +255,22 @@ def uuid7() -> str:
     """A time-ordered UUID (RFC 9562 version 7) as text.
 
     Time order keeps B-tree primary keys append-only (3x faster SQLite inserts than uuid4) and makes
-    ids sort by creation time.
+    ids sort by creation time: 48 bits of milliseconds, a 12-bit counter within the millisecond, then
+    62 random bits.
     """
     global _last_ms, _seq
     ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(8), "big")
     if ms <= _last_ms:  # same millisecond (or a clock step back): keep ids increasing
         ms = _last_ms
-        _seq = (_seq + 1) & 0xFFF
-        if _seq == 0:
+        _seq += 1
+        if _seq > 0xFFF:
             ms += 1
+            _seq = 0
     else:
-        _seq = int.from_bytes(os.urandom(2), "big") & 0x3FF
+        _seq = rand >> 54  # a random start (10 bits) leaves room to count up
     _last_ms = ms
-    rand = int.from_bytes(os.urandom(8), "big") & 0x3FFFFFFFFFFFFFFF
-    value = (ms << 80) | (0x7 << 76) | (_seq << 64) | (0b10 << 62) | rand
+    value = (ms << 80) | (0x7000 << 64) | (_seq << 64) | (0x8000000000000000 | (rand & 0x3FFFFFFFFFFFFFFF))
     h = f"{value:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
@@ -276,8 +278,8 @@ def uuid7() -> str:
 class EventRecord:
     """An event as queued: cheap to build on the request path; serialised on the worker."""
 
-    __slots__ = ("created_at", "event_id", "event_name", "mcp_name", "metadata", "schema_version", "session_id",
-                 "user_id")
+    __slots__ = ("event_id", "event_name", "mcp_name", "metadata", "metadata_json", "schema_version", "session_id",
+                 "ts_us", "user_id")
 
     def __init__(
         self,
@@ -296,9 +298,21 @@ class EventRecord:
         self.user_id = user_id
         self.session_id = session_id
         self.mcp_name = mcp_name
-        self.created_at = created_at or datetime.now(timezone.utc)
+        #: creation time in microseconds since the epoch (UTC): cheap to take, formatted on the worker
+        self.ts_us = time.time_ns() // 1000 if created_at is None else datetime_to_us(created_at)
         self.metadata = metadata
+        self.metadata_json: bytes | None = None  # set by the processors: the stored form of ``metadata``
         self.schema_version = schema_version
+
+    @property
+    def created_at(self) -> datetime:
+        """Timezone-aware UTC, microsecond precision."""
+        return us_to_datetime(self.ts_us)
+
+    @property
+    def created_at_text(self) -> str:
+        """ISO 8601 text with microseconds and ``+00:00`` (the stored form)."""
+        return format_us(self.ts_us)
 
     def to_dict(self) -> dict[str, Any]:
         """The stored form: ``created_at`` as ISO 8601 text with microseconds and ``+00:00``."""
@@ -308,7 +322,7 @@ class EventRecord:
             "user_id": self.user_id,
             "session_id": self.session_id,
             "mcp_name": self.mcp_name,
-            "created_at": format_timestamp(self.created_at),
+            "created_at": format_us(self.ts_us),
             "metadata": self.metadata,
             "schema_version": self.schema_version,
         }
@@ -331,8 +345,37 @@ class EventRecord:
         return f"EventRecord({self.event_name!r}, session={self.session_id!r}, metadata={self.metadata!r})"
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_US = timedelta(microseconds=1)
+_second_prefix: tuple[int, str] = (-1, "")
+
+
+def datetime_to_us(dt: datetime) -> int:
+    """Microseconds since the epoch; naive datetimes are taken as UTC."""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return (dt - _EPOCH) // _ONE_US
+
+
+def us_to_datetime(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def format_us(us: int) -> str:
+    """``format_timestamp`` for microseconds since the epoch, with the date and time of the second cached."""
+    global _second_prefix
+    sec, frac = divmod(us, 1_000_000)
+    cached = _second_prefix
+    if cached[0] != sec:
+        cached = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
+        _second_prefix = cached
+    return f"{cached[1]}.{frac:06d}+00:00"
+
+
 def format_timestamp(dt: datetime) -> str:
     """ISO 8601 in UTC with microseconds: sorts as text and parses with ``datetime.fromisoformat``."""
+    if dt.tzinfo is timezone.utc:
+        return dt.isoformat(timespec="microseconds")
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return dt.astimezone(timezone.utc).isoformat(timespec="microseconds")

@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers import ROOT
 
 
@@ -92,7 +91,7 @@ def test_report_opens_the_store_read_only(demo_dir):
 def test_demo_runs_in_under_a_minute(demo_dir):
     """The demo reports its own duration; a fresh machine should see well under a minute."""
     _, proc = demo_dir
-    line = [x for x in proc.stdout.splitlines() if "events written" in x][0]
+    line = next(x for x in proc.stdout.splitlines() if "events written" in x)
     assert float(line.rsplit(" in ", 1)[1].split()[0]) < 60
 
 

@@ -8,12 +8,11 @@ import shutil
 import subprocess
 
 import pytest
-
 from conftest import IN_CI
-from mcp_tracking.report.dashboard import write_dashboard
 from test_metrics import scenario
 
 from mcp_tracking import SQLiteSink
+from mcp_tracking.report.dashboard import write_dashboard
 
 
 @pytest.fixture(name="page")

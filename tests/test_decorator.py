@@ -130,7 +130,7 @@ def test_design_keyword_arguments_session_and_user():
 
     assert lookup(model_name="m", user_id="user_123", session_id="session_123", original_prompt="p") == "m"
     client.close()
-    started = [e for e in sink.events if e["event_name"] == "tool_call_started"][0]
+    started = next(e for e in sink.events if e["event_name"] == "tool_call_started")
     assert (started["user_id"], started["session_id"]) == ("user_123", "session_123")
     assert started["metadata"]["tool_params"] == {"model_name": "m"}
 

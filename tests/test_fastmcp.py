@@ -9,8 +9,8 @@ import pytest
 
 fastmcp = pytest.importorskip("fastmcp")
 from fastmcp import Client, FastMCP  # noqa: E402
-
 from helpers import ROOT, by_session, lifecycle  # noqa: E402
+
 from mcp_tracking import AnalyticsClient, FastMCPTrackingMiddleware, MemorySink, instrument  # noqa: E402
 from mcp_tracking.demo.server import TOOLS, completeness_checks  # noqa: E402
 
@@ -90,7 +90,7 @@ async def test_outcome_tool_is_opt_in():
     hook.client.close()
     names = [e["event_name"] for e in sink.events]
     assert "task_completed" in names and "session_failed" in names and "session_completed" not in names
-    task = [e for e in sink.events if e["event_name"] == "task_completed"][0]
+    task = next(e for e in sink.events if e["event_name"] == "task_completed")
     assert task["metadata"]["source"] == "agent_tool" and task["metadata"]["summary"] == "gave up"
 
 

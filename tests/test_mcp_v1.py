@@ -16,11 +16,11 @@ if os.environ.get("MCP_TRACKING_REQUIRE_V1"):
 else:
     FastMCP = pytest.importorskip("mcp.server.fastmcp", reason="mcp 1.x not installed").FastMCP
 
-from mcp.shared.memory import create_connected_server_and_client_session  # noqa: E402
+from mcp.shared.memory import create_connected_server_and_client_session
 
-from mcp_tracking import AnalyticsClient, MemorySink, instrument  # noqa: E402
-from mcp_tracking.adapters.mcp_v1 import V1Hook  # noqa: E402
-from mcp_tracking.demo.server import build_server, completeness_checks  # noqa: E402
+from mcp_tracking import AnalyticsClient, MemorySink, instrument
+from mcp_tracking.adapters.mcp_v1 import V1Hook
+from mcp_tracking.demo.server import build_server, completeness_checks
 
 pytestmark = pytest.mark.anyio
 

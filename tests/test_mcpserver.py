@@ -8,13 +8,12 @@ import sys
 
 import anyio
 import pytest
+from helpers import ROOT, by_session, free_port, lifecycle, server_process
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
 from mcp_tracking import AnalyticsClient, MemorySink, TrackingMiddleware, instrument
 from mcp_tracking.demo.server import build_server, completeness_checks
-
-from helpers import ROOT, by_session, free_port, lifecycle, server_process
 
 pytestmark = pytest.mark.anyio
 
@@ -129,7 +128,7 @@ async def test_extra_fields_are_reported_not_dropped():
         r = await c.call_tool("get_leaderboard", {"benchmark": "mmlu", "include_costs": True})
     client.close()
     assert not r.is_error
-    err = [e for e in sink.events if e["event_name"] == "schema_validation_error"][0]["metadata"]
+    err = next(e for e in sink.events if e["event_name"] == "schema_validation_error")["metadata"]
     assert err["enforced"] is False
     assert err["validation_errors"][0]["field"] == "include_costs" and not err["validation_errors"][0]["blocking"]
 
@@ -169,7 +168,7 @@ async def test_timeout_is_recorded_and_answered():
         r = await c.call_tool("hang", {})
     client.close()
     assert r.is_error and "timed out after 0.2 s" in r.content[0].text
-    failed = [e["metadata"] for e in sink.events if e["event_name"] == "tool_call_failed"][0]
+    failed = next(e["metadata"] for e in sink.events if e["event_name"] == "tool_call_failed")
     assert failed["error_type"] == "timeout" and failed["execution_time_ms"] >= 190
 
 
@@ -207,7 +206,7 @@ async def test_explicit_session_and_user_in_meta():
         await c.call_tool("list_models", {}, meta={"io.mcp-tracking/session_id": "conv-42",
                                                    "io.mcp-tracking/user_id": "alice"})
     client.close()
-    start = [e for e in sink.events if e["event_name"] == "session_start"][0]
+    start = next(e for e in sink.events if e["event_name"] == "session_start")
     assert (start["session_id"], start["user_id"]) == ("conv-42", "alice")
     assert start["metadata"]["session_source"] == "explicit"
 
@@ -258,7 +257,7 @@ async def test_every_internal_stage_failing_leaves_calls_untouched(monkeypatch, 
         mod, cls = module_path.rsplit(".", 1)
         owner = getattr(importlib.import_module(mod), cls)
     monkeypatch.setattr(owner, attr, boom)
-    server, client, sink = tracked_server()
+    server, client, _sink = tracked_server()
     assert await answers(server) == baseline
     client.close(timeout=5)
 

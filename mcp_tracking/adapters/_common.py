@@ -51,7 +51,8 @@ def payload_of(structured: Any, content: Any) -> Any:
             pass
     items = list(content or ())
     if not text and items:
-        return [i if isinstance(i, Mapping) else getattr(i, "model_dump", lambda: repr(i))() for i in items]
+        return [i if isinstance(i, Mapping) else i.model_dump() if hasattr(i, "model_dump") else repr(i)
+                for i in items]
     return text
 
 

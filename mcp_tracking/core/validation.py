@@ -74,7 +74,7 @@ def describe(error: js_exceptions.ValidationError) -> dict[str, str]:
         name = missing[0] if missing else ""
         field = f"{field}.{name}" if field and name else (name or field)
         words = "required field missing"
-        schema_path = ".".join(str(p) for p in list(error.absolute_schema_path)[:-1] + ["properties", name])
+        schema_path = ".".join(str(p) for p in [*list(error.absolute_schema_path)[:-1], "properties", name])
         return {"field": field, "error": words, "schema_path": schema_path, "kind": "required"}
     if validator == "additionalProperties":
         extras = sorted(k for k in (error.instance or {}) if isinstance(error.instance, Mapping)

@@ -26,7 +26,7 @@ async def connect(server: Any, *, mode: str, user: str) -> AsyncIterator[Call]:
     try:
         from mcp import Client
     except ImportError:  # mcp 1.x
-        Client = None  # noqa: N806
+        Client = None
     if Client is not None and hasattr(Client, "call_tool"):
         async with Client(server, mode=mode) as client:
             async def call(name: str, args: dict[str, Any]) -> tuple[bool, str]:

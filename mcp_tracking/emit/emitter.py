@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 from mcp_tracking._logging import warn_once
-from mcp_tracking.emit.processors import Processor, default_processors
+from mcp_tracking.emit.processors import Processor, default_processors, ensure_json
 from mcp_tracking.events import EventRecord
 from mcp_tracking.sinks.base import Sink
 
@@ -215,30 +215,38 @@ class Emitter:
                 return
 
     def _take_batch(self) -> list[EventRecord]:
-        batch: list[EventRecord] = []
         queue = self._queue
         with self._lock:
             n = min(self.batch_size, len(queue))
-            for _ in range(n):
-                batch.append(queue.popleft())
+            if n == len(queue):
+                batch = list(queue)
+                queue.clear()
+            else:
+                popleft = queue.popleft
+                batch = [popleft() for _ in range(n)]
         return batch
 
     def _process(self, batch: list[EventRecord]) -> list[EventRecord]:
+        chain = [(proc, bool(getattr(proc, "builtin", False))) for proc in self.processors]
         out: list[EventRecord] = []
+        append = out.append
         for record in batch:
             event: EventRecord | None = record
             try:
-                for proc in self.processors:
+                for proc, builtin in chain:
                     event = proc(event)  # type: ignore[arg-type]
                     if event is None:
                         break
+                    if not builtin:
+                        event.metadata_json = None  # a user processor may have changed the metadata
+                if event is not None:
+                    if event.metadata_json is None:
+                        ensure_json(event)
+                    append(event)
             except Exception:
                 self._stats.processor_errors += 1
                 warn_once("processor", "mcp_tracking: a processor failed; event %s dropped", record.event_name,
                           exc_info=True)
-                continue
-            if event is not None:
-                out.append(event)
         return out
 
     def _write(self, batch: list[EventRecord]) -> None:

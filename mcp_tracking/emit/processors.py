@@ -1,9 +1,14 @@
 """Processors: small callables applied to each event on the worker, before it is stored.
 
 A processor takes an :class:`~mcp_tracking.events.EventRecord` and returns it (changed or not), or
-``None`` to drop it. The default chain is :func:`default_processors`: make JSON-safe, redact
-secret-looking keys, cap sizes. Processors run on the emitter's worker thread, never on the tool's
-request path.
+``None`` to drop it. The default chain is :func:`default_processors`: make JSON-safe, (your processors),
+redact secret-looking keys, (keys only), cap sizes. They run on the emitter's worker thread, never on
+the tool's request path.
+
+The built-ins keep ``event.metadata_json`` (the stored bytes) in step with ``event.metadata`` and take a
+fast path over those bytes: redaction walks the metadata only when a secret-looking key appears in them,
+capping only when they are longer than the smallest cap. A processor of yours that changes ``metadata``
+needs to do nothing: the emitter clears the cached bytes after every processor that is not a built-in.
 """
 
 from __future__ import annotations
@@ -12,51 +17,96 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import orjson
+
 from mcp_tracking._json import MAX_DEPTH, dumps, to_jsonable
-from mcp_tracking.events import EventRecord
+from mcp_tracking.events import KNOWN_EVENT_NAMES, EventRecord
 
 Processor = Callable[[EventRecord], "EventRecord | None"]
 
 REDACTED = "[REDACTED]"
 
-#: Keys whose values are replaced by ``[REDACTED]``, at any depth, case-insensitive, ignoring ``-``/``_``.
-DEFAULT_SECRET_PATTERN = re.compile(
-    r"(pass(word|wd|phrase)?|secret|token|api_?key|apikey|auth(orization)?|cookie|session_?key|private_?key|"
-    r"credential|bearer|jwt|signature|access_?key|client_?secret|refresh)",
-    re.IGNORECASE,
-)
+_SECRET_WORDS = (r"pass(?:word|wd|phrase)?|secret|token|api_?key|apikey|auth(?:orization)?|cookie|session_?key|"
+                 r"private_?key|credential|bearer|jwt|signature|access_?key|client_?secret|refresh")
 
-#: Metadata fields that carry the agent's arguments (or a result) rather than our own bookkeeping.
+#: Keys whose values are replaced by ``[REDACTED]``, at any depth, case-insensitive.
+DEFAULT_SECRET_PATTERN = re.compile(f"({_SECRET_WORDS})", re.IGNORECASE)
+
+#: Metadata fields that carry the agent's arguments rather than our own bookkeeping.
 PAYLOAD_FIELDS = ("tool_params", "first_tool_params", "second_tool_params")
+
+_OPTS = orjson.OPT_NON_STR_KEYS
+
+
+def ensure_json(event: EventRecord) -> bytes:
+    """The event's metadata as stored JSON bytes (computed once, JSON-safe)."""
+    data = event.metadata_json
+    if data is None:
+        try:
+            data = orjson.dumps(event.metadata, option=_OPTS)
+        except (TypeError, orjson.JSONEncodeError):
+            event.metadata = to_jsonable(event.metadata)
+            data = dumps(event.metadata)
+        event.metadata_json = data
+    return data
 
 
 class MakeJsonSafe:
     """Turn non-JSON values (bytes, sets, datetimes, NaN, objects, cycles) into JSON."""
 
     __slots__ = ()
+    builtin = True
 
     def __call__(self, event: EventRecord) -> EventRecord:
-        event.metadata = to_jsonable(event.metadata) if event.metadata is not None else {}
         if not isinstance(event.metadata, dict):
-            event.metadata = {"value": event.metadata}
+            event.metadata = {"value": event.metadata} if event.metadata is not None else {}
+            event.metadata_json = None
+        ensure_json(event)
         return event
 
 
 class RedactSecrets:
     """Replace values under secret-looking keys with ``[REDACTED]`` at any depth."""
 
-    __slots__ = ("pattern",)
+    __slots__ = ("_seen", "pattern")
+    builtin = True
 
     def __init__(self, pattern: re.Pattern[str] | str = DEFAULT_SECRET_PATTERN) -> None:
         self.pattern = re.compile(pattern, re.IGNORECASE) if isinstance(pattern, str) else pattern
+        self._seen: dict[str, bool] = {}  # key -> secret-looking? (keys repeat: a bounded memo)
+
+    def _secret(self, key: Any) -> bool:
+        hit = self._seen.get(key)
+        if hit is None:
+            hit = isinstance(key, str) and self.pattern.search(key) is not None
+            if len(self._seen) < 10_000:
+                self._seen[key] = hit
+        return hit
+
+    def _has_secret(self, value: Any, depth: int = 0) -> bool:
+        """Whether any key at any depth looks secret (a plain loop: this runs for every event)."""
+        seen = self._seen
+        if isinstance(value, dict):
+            for k, v in value.items():
+                hit = seen.get(k) if isinstance(k, str) else False
+                if hit is None:
+                    hit = self._secret(k)
+                if hit:
+                    return True
+                if isinstance(v, (dict, list)) and depth < MAX_DEPTH and self._has_secret(v, depth + 1):
+                    return True
+        elif isinstance(value, list):
+            for v in value:
+                if isinstance(v, (dict, list)) and depth < MAX_DEPTH and self._has_secret(v, depth + 1):
+                    return True
+        return False
 
     def _redact(self, value: Any, depth: int = 0) -> Any:
         if depth > MAX_DEPTH:
             return value
         if isinstance(value, dict):
             return {
-                k: (REDACTED if isinstance(k, str) and self.pattern.search(k) and v is not None
-                    else self._redact(v, depth + 1))
+                k: (REDACTED if v is not None and self._secret(k) else self._redact(v, depth + 1))
                 for k, v in value.items()
             }
         if isinstance(value, list):
@@ -65,12 +115,18 @@ class RedactSecrets:
 
     def __call__(self, event: EventRecord) -> EventRecord:
         md = event.metadata
-        for key in PAYLOAD_FIELDS:
-            if key in md:
+        if event.event_name in KNOWN_EVENT_NAMES:  # our own events: only the agent's arguments
+            hits = [key for key in PAYLOAD_FIELDS if key in md and self._has_secret(md[key])]
+            if not hits:
+                return event
+            for key in hits:
                 md[key] = self._redact(md[key])
-        # custom events and host-supplied metadata may carry secrets anywhere
-        if event.event_name not in _OWN_EVENTS:
+        else:  # custom events and host-supplied metadata may carry secrets anywhere
+            if not self._has_secret(md):
+                return event
             event.metadata = self._redact(md)
+        event.metadata_json = None
+        ensure_json(event)
         return event
 
 
@@ -78,6 +134,7 @@ class KeysOnly:
     """Store no parameter values at all: keep the keys and the JSON type of each value."""
 
     __slots__ = ()
+    builtin = True
 
     @staticmethod
     def _shape(value: Any, depth: int = 0) -> Any:
@@ -88,9 +145,14 @@ class KeysOnly:
         return f"<{_json_type(value)}>"
 
     def __call__(self, event: EventRecord) -> EventRecord:
+        changed = False
         for key in PAYLOAD_FIELDS:
             if key in event.metadata:
                 event.metadata[key] = self._shape(event.metadata[key])
+                changed = True
+        if changed:
+            event.metadata_json = None
+            ensure_json(event)
         return event
 
 
@@ -107,12 +169,13 @@ def _json_type(value: Any) -> str:
 
 
 class CapSizes:
-    """Cap strings, the serialised size of payload fields, and error messages.
+    """Cap strings, the serialised size of payload fields, error messages and identifiers.
 
     A payload over ``max_payload_bytes`` is replaced by ``{"$truncated": true, "bytes": N, "preview": ...}``.
     """
 
     __slots__ = ("max_error_chars", "max_payload_bytes", "max_string_chars")
+    builtin = True
 
     def __init__(self, max_string_chars: int = 4096, max_payload_bytes: int = 16_384, max_error_chars: int = 2000):
         if min(max_string_chars, max_payload_bytes, max_error_chars) <= 0:
@@ -135,44 +198,53 @@ class CapSizes:
             return [self._cap_strings(v, depth + 1) for v in value]
         return value
 
+    @staticmethod
+    def _cap_ids(event: EventRecord) -> None:
+        if len(event.user_id) > 512:
+            event.user_id = event.user_id[:512]
+        if len(event.event_name) > 512:
+            event.event_name = event.event_name[:512]
+        if event.session_id is not None and len(event.session_id) > 512:
+            event.session_id = event.session_id[:512]
+        if event.mcp_name is not None and len(event.mcp_name) > 512:
+            event.mcp_name = event.mcp_name[:512]
+
     def __call__(self, event: EventRecord) -> EventRecord:
+        self._cap_ids(event)
+        data = ensure_json(event)
+        if len(data) <= min(self.max_string_chars, self.max_error_chars, 512):
+            return event  # fast path: nothing in it can be over any cap
         md = event.metadata
         msg = md.get("error_message")
         if isinstance(msg, str) and len(msg) > self.max_error_chars:
             md["error_message"] = msg[: self.max_error_chars] + f"...[{len(msg) - self.max_error_chars} more chars]"
-        for key in PAYLOAD_FIELDS:
-            if key in md and md[key] is not None:
-                value = self._cap_strings(md[key])
-                size = len(dumps(value))
-                if size > self.max_payload_bytes:
-                    preview = dumps(value)[: min(512, self.max_string_chars)].decode("utf-8", "replace")
-                    value = {"$truncated": True, "bytes": size, "preview": preview}
-                md[key] = value
-        if event.event_name not in _OWN_EVENTS:
-            event.metadata = self._cap_strings(event.metadata)
-        for attr in ("user_id", "session_id", "mcp_name", "event_name"):
-            v = getattr(event, attr)
-            if isinstance(v, str) and len(v) > 512:
-                setattr(event, attr, v[:512])
         for key in ("tool_name", "requested_tool_name", "first_tool_name", "second_tool_name"):
             v = md.get(key)
             if isinstance(v, str) and len(v) > 512:
                 md[key] = v[:512]
+        if len(data) > self.max_string_chars:
+            for key in PAYLOAD_FIELDS:
+                if key in md and md[key] is not None:
+                    value = self._cap_strings(md[key])
+                    encoded = dumps(value)
+                    if len(encoded) > self.max_payload_bytes:
+                        preview = encoded[: min(512, self.max_string_chars)].decode("utf-8", "replace")
+                        value = {"$truncated": True, "bytes": len(encoded), "preview": preview}
+                    md[key] = value
+            if event.event_name not in KNOWN_EVENT_NAMES:
+                event.metadata = self._cap_strings(event.metadata)
+            else:
+                for key, v in md.items():
+                    if isinstance(v, (str, list, dict)) and key not in PAYLOAD_FIELDS:
+                        md[key] = self._cap_strings(v)
+        event.metadata_json = None
+        ensure_json(event)
         return event
-
-
-def _own_events() -> frozenset[str]:
-    from mcp_tracking.events import KNOWN_EVENT_NAMES
-
-    return KNOWN_EVENT_NAMES
-
-
-_OWN_EVENTS = _own_events()
 
 
 def default_processors(*, redact: bool = True, keys_only: bool = False,
                        extra: Iterable[Processor] = ()) -> list[Processor]:
-    """JSON-safe → (user processors) → redact → keys-only (opt-in) → cap sizes."""
+    """JSON-safe → (your processors) → redact → keys-only (opt-in) → cap sizes."""
     chain: list[Processor] = [MakeJsonSafe(), *extra]
     if redact:
         chain.append(RedactSecrets())

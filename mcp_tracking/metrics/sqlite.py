@@ -12,8 +12,8 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from mcp_tracking.sinks.sqlite import where_clause
 from mcp_tracking.metrics.model import RETRY_LOOP_MIN_CALLS, Aggregates, ToolCounts, Totals, rank_offset
+from mcp_tracking.sinks.sqlite import where_clause
 
 PER_SESSION = """
     SELECT {keys}, COUNT(*) AS n,

@@ -40,7 +40,8 @@ section.card{background:var(--card);border:1px solid var(--line);border-radius:1
 section.card h2{margin:0 0 2px;font-size:15px}section.card p.sub{margin:0 0 10px;color:var(--mute);font-size:12px}
 svg{display:block;width:100%;height:auto}svg text{font:11px system-ui,sans-serif;fill:#374151}
 table{width:100%;border-collapse:collapse;margin-top:10px;font-size:12px}th,td{text-align:left;padding:5px 8px;
-border-bottom:1px solid var(--line)}th{color:var(--mute);font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}
+border-bottom:1px solid var(--line)}th{color:var(--mute);font-weight:600}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
 details summary{cursor:pointer;color:var(--accent);font-size:12px;margin-top:8px}.legend{display:flex;flex-wrap:wrap;
 gap:10px;font-size:12px;color:var(--mute);margin-top:6px}.legend i{display:inline-block;width:10px;height:10px;
 border-radius:2px;margin-right:4px;vertical-align:middle}.empty{color:var(--mute);padding:20px 0;text-align:center}

@@ -48,10 +48,11 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str |
     if title:
         out.append(title)
     out.append(line("┌", "┬", "┐"))
-    out.append("│" + "│".join(f" {h.ljust(w)} " for h, w in zip(headers, widths)) + "│")
+    out.append("│" + "│".join(f" {h.ljust(w)} " for h, w in zip(headers, widths, strict=False)) + "│")
     out.append(line("├", "┼", "┤"))
     for r in cells:
-        out.append("│" + "│".join(f" {c.rjust(w) if numeric(c) else c.ljust(w)} " for c, w in zip(r, widths)) + "│")
+        padded = (c.rjust(w) if numeric(c) else c.ljust(w) for c, w in zip(r, widths, strict=False))
+        out.append("│" + "│".join(f" {c} " for c in padded) + "│")
     if not cells:
         out.append("│" + "│".join(" " * (w + 2) for w in widths) + "│")
     out.append(line("└", "┴", "┘"))
@@ -91,7 +92,7 @@ def render_table(result: MetricsResult) -> str:
     parts = [f"mcp-tracking report — {scope}: {t['events']:,} events, {t['sessions']:,} sessions, "
              f"{t['tool_calls']:,} tool calls"]
     rows = []
-    for key, (label, meaning) in LABELS.items():
+    for key, (label, _meaning) in LABELS.items():
         m = d[key]
         rows.append([label, fmt(m.get("value"), percent=key in PERCENT), detail(key, m)])
     parts.append(table(["Metric", "Value", "Detail"], rows, title="\nAgent-quality metrics"))

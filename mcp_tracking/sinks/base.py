@@ -41,7 +41,8 @@ class QueryableSink(Sink, Protocol):
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Stored events as dicts (the design's shape: ``event_name``, ``metadata``, ``created_at`` ...), oldest first."""
+        """Stored events as dicts, oldest first, in the design's shape (``event_name``, ``metadata``,
+        ``created_at``, ...)."""
         ...
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
+from mcp_tracking._json import loads
 from mcp_tracking.events import EventRecord
 from mcp_tracking.sinks.base import matches
 
@@ -34,7 +35,10 @@ class MemorySink:
                 if record.event_id in self._ids:
                     continue
                 self._ids.add(record.event_id)
-                self._events.append(record.to_dict())
+                event = record.to_dict()
+                if record.metadata_json is not None:  # the stored form, as a database would return it
+                    event["metadata"] = loads(record.metadata_json)
+                self._events.append(event)
 
     def flush(self) -> None:
         return None

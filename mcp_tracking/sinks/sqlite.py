@@ -2,7 +2,8 @@
 
 Table ``raw_analytics`` has the design's columns (``id, user_id, session_id, mcp_name, event_name,
 metadata, created_at``) so the design's queries read it, plus the hot metadata fields extracted into
-real columns for the metrics (``tool_name``, ``params_hash``, ``execution_time_ms``, ``success``). Ids are time-ordered UUIDs: inserts stay append-only.
+real columns for the metrics (``tool_name``, ``params_hash``, ``execution_time_ms``, ``success``).
+Ids are time-ordered UUIDs: inserts stay append-only.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mcp_tracking._json import dumps_str, loads
-from mcp_tracking.events import EventRecord, format_timestamp
+from mcp_tracking.events import EventRecord, format_timestamp, format_us
 
 STORE_SCHEMA_VERSION = 1
 
@@ -74,8 +75,8 @@ def row_of(r: EventRecord) -> tuple[Any, ...]:
         r.session_id,
         r.mcp_name,
         r.event_name,
-        dumps_str(r.metadata),
-        format_timestamp(r.created_at),
+        r.metadata_json.decode() if r.metadata_json is not None else dumps_str(r.metadata),
+        format_us(r.ts_us),
         *extracted(r.metadata),
         r.schema_version,
     )
