@@ -23,14 +23,7 @@ from mcp_tracking._json import params_hash as _params_hash
 from mcp_tracking._logging import warn_once
 from mcp_tracking.core.identity import Binding, ConnectionIds, current_binding, mint
 from mcp_tracking.core.manifest import suggest
-from mcp_tracking.core.sessions import (
-    DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_MAX_SESSIONS,
-    CallHistory,
-    LastCall,
-    SessionState,
-    SessionStore,
-)
+from mcp_tracking.core.sessions import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SESSIONS, SessionState, SessionStore
 from mcp_tracking.emit.emitter import Emitter, EmitterStats
 from mcp_tracking.emit.emitter import _close_all as _close_all_emitters
 from mcp_tracking.emit.processors import Processor, default_processors
@@ -159,36 +152,15 @@ class AnalyticsClient:
         if name == "tool_call_started":
             seq = md.get("call_sequence")
             seq = seq if isinstance(seq, int) and not isinstance(seq, bool) else state.sequence + 1
-            state.sequence = max(state.sequence, seq)
-            tool = str(md.get("tool_name"))
             phash = md.get("params_hash") or _params_hash(md.get("tool_params"))
-            key = (tool, phash)
-            entry = state.history.get(key)
-            if entry is None:
-                state.remember(key, CallHistory(seq, seq, "pending"))
-            else:
-                entry.last_sequence = seq
-                entry.last_outcome = "pending"
-            state.last_call = LastCall(tool, md.get("tool_params"), seq)
+            state.call_started(str(md.get("tool_name")), md.get("tool_params"), phash, seq)
         elif name in ("tool_call_completed", "tool_call_failed"):
             failed = name == "tool_call_failed" or md.get("success") is False
-            tool = str(md.get("tool_name"))
             error_type = md.get("error_type") if failed else None
-            if failed:
-                state.failed_calls += 1
-            else:
-                state.completed_calls += 1
-            last = state.last_call
-            seq = md.get("call_sequence")
-            if last is not None and (seq == last.sequence or (seq is None and last.tool_name == tool)):
-                last.failed = failed
-                last.error_type = error_type
-            elif last is None:
-                state.last_call = LastCall(tool, md.get("tool_params"), seq or state.sequence, failed, error_type)
             phash = md.get("params_hash") or _params_hash(md.get("tool_params"))
-            entry = state.history.get((tool, phash))
-            if entry is not None:
-                entry.last_outcome = failure_reason(error_type) if failed else "succeeded"
+            state.call_finished(str(md.get("tool_name")), phash, md.get("call_sequence"),
+                                outcome=failure_reason(error_type) if failed else "succeeded",
+                                error_type=error_type, params=md.get("tool_params"))
         elif name == "tool_call_retry":
             state.retries += 1
         elif name == "schema_validation_error":

@@ -251,15 +251,15 @@ _last_ms = 0
 _seq = 0
 
 
-def uuid7() -> str:
+def uuid7(unix_ms: int | None = None) -> str:
     """A time-ordered UUID (RFC 9562 version 7) as text.
 
     Time order keeps B-tree primary keys append-only (3x faster SQLite inserts than uuid4) and makes
-    ids sort by creation time: 48 bits of milliseconds, a 12-bit counter within the millisecond, then
-    62 random bits.
+    ids sort by creation time: 48 bits of milliseconds (now, or ``unix_ms``), a 12-bit counter within the
+    millisecond, then 62 random bits.
     """
     global _last_ms, _seq
-    ms = time.time_ns() // 1_000_000
+    ms = time.time_ns() // 1_000_000 if unix_ms is None else unix_ms
     rand = int.from_bytes(os.urandom(8), "big")
     if ms <= _last_ms:  # same millisecond (or a clock step back): keep ids increasing
         ms = _last_ms
@@ -278,7 +278,7 @@ def uuid7() -> str:
 class EventRecord:
     """An event as queued: cheap to build on the request path; serialised on the worker."""
 
-    __slots__ = ("event_id", "event_name", "mcp_name", "metadata", "metadata_json", "schema_version", "session_id",
+    __slots__ = ("_event_id", "event_name", "mcp_name", "metadata", "metadata_json", "schema_version", "session_id",
                  "ts_us", "user_id")
 
     def __init__(
@@ -293,7 +293,7 @@ class EventRecord:
         created_at: datetime | None = None,
         schema_version: int = SCHEMA_VERSION,
     ) -> None:
-        self.event_id = event_id or uuid7()
+        self._event_id = event_id  # minted lazily (on the worker) from the creation time
         self.event_name = event_name
         self.user_id = user_id
         self.session_id = session_id
@@ -303,6 +303,18 @@ class EventRecord:
         self.metadata = metadata
         self.metadata_json: bytes | None = None  # set by the processors: the stored form of ``metadata``
         self.schema_version = schema_version
+
+    @property
+    def event_id(self) -> str:
+        """A time-ordered UUID (version 7) of the creation time, minted on first use."""
+        eid = self._event_id
+        if eid is None:
+            eid = self._event_id = uuid7(self.ts_us // 1000)
+        return eid
+
+    @event_id.setter
+    def event_id(self, value: str) -> None:
+        self._event_id = value
 
     @property
     def created_at(self) -> datetime:

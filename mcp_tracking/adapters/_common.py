@@ -40,7 +40,8 @@ def payload_of(structured: Any, content: Any) -> Any:
     """The result as an agent reads it: structured content (unwrapped from ``{"result": x}``), else JSON
     parsed from a single text part, else the text."""
     if structured is not None:
-        if isinstance(structured, Mapping) and len(structured) == 1 and "result" in structured:
+        if (type(structured) is dict or isinstance(structured, Mapping)) and len(structured) == 1 \
+                and "result" in structured:
             return structured["result"]
         return structured
     text = text_of(content)
@@ -57,4 +58,5 @@ def payload_of(structured: Any, content: Any) -> Any:
 
 
 def str_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+    """A non-empty string, else ``None`` (on the hot path: the exact-type test first)."""
+    return value if (type(value) is str or isinstance(value, str)) and value else None

@@ -53,37 +53,39 @@ def call_info(ctx: Any, name: str, args: Any, *, mcp_name: str | None, recorder:
     """The facts of a ``tools/call`` from an SDK 2.x ``ServerRequestContext`` (also used under fastmcp)."""
     session = ctx.session
     connection = getattr(session, "_connection", None)
-    params = ctx.params or {}
-    meta = params.get("_meta") if isinstance(params, Mapping) else None
+    params = ctx.params
+    meta = params.get("_meta") if type(params) is dict else None
     request = ctx.request
     transport_session = getattr(connection, "session_id", None)
     if transport_session is None and request is not None:
         transport_session = request.headers.get("mcp-session-id")
     outbound = getattr(session, "_request_outbound", None)
-    kind = getattr(getattr(getattr(outbound, "_inner", outbound), "transport", None), "kind", None)
-    conn_key: Any = None
+    inner = getattr(outbound, "_inner", outbound)
+    transport_ctx = getattr(inner, "transport", None)
+    kind = getattr(transport_ctx, "kind", None)
     version = ctx.protocol_version
-    if version not in MODERN_PROTOCOL_VERSIONS:
+    modern = version in MODERN_PROTOCOL_VERSIONS
+    conn_key: Any = None
+    if not modern:
         conn_key = connection  # handshake era: one Connection per client connection
+    elif kind == "direct":
+        conn_key = transport_ctx  # 2026-07-28 in-process: one transport context per client dispatcher
     elif connection is not None and getattr(connection, "has_standalone_channel", False):
         conn_key = connection.outbound  # 2026-07-28 over a duplex pipe (stdio): one outbound per pipe
-    elif kind == "direct":
-        conn_key = getattr(outbound, "_inner", outbound).transport  # in-process: one per client dispatcher
     elif request is not None and getattr(request, "client", None) is not None:
         # 2026-07-28 over HTTP has no session and no connection object: the TCP connection is the
         # only connection there is (keep-alive). Never merges two clients; a client that opens several
         # TCP connections is split unless it sends a session key in _meta or authenticates.
         peer = request.client
         conn_key = f"tcp:{peer.host}:{peer.port}"
-    client_params = getattr(session, "client_params", None)
+    client_params = getattr(connection, "client_params", None)
     client_info = getattr(client_params, "client_info", None)
-    if client_info is None and isinstance(meta, Mapping):
-        raw = meta.get("io.modelcontextprotocol/clientInfo")
-        client_info_name = raw.get("name") if isinstance(raw, Mapping) else None
-        client_info_version = raw.get("version") if isinstance(raw, Mapping) else None
+    if client_info is not None:
+        client_name, client_version = client_info.name, client_info.version
+    elif type(meta) is dict and type(raw := meta.get("io.modelcontextprotocol/clientInfo")) is dict:
+        client_name, client_version = raw.get("name"), raw.get("version")
     else:
-        client_info_name = getattr(client_info, "name", None)
-        client_info_version = getattr(client_info, "version", None)
+        client_name = client_version = None
     token = get_access_token()
     if request is not None:
         transport = "streamable-http"
@@ -92,17 +94,17 @@ def call_info(ctx: Any, name: str, args: Any, *, mcp_name: str | None, recorder:
     else:
         transport = "stdio" if kind == "jsonrpc" else kind
     on_new = None
-    if version not in MODERN_PROTOCOL_VERSIONS and connection is not None and transport_session is None:
+    if not modern and connection is not None and transport_session is None:
         stack = getattr(connection, "exit_stack", None)
         if stack is not None:
             def on_new(sid: str, _stack: Any = stack) -> None:
                 _stack.callback(recorder.end_connection, sid)
     return CallInfo(
-        tool_name=name, arguments=args, meta=meta if isinstance(meta, Mapping) else None,
+        tool_name=name, arguments=args, meta=meta if type(meta) is dict else None,
         transport_session=str_or_none(transport_session), connection=conn_key,
-        auth_subject=str_or_none(getattr(token, "subject", None)),
-        auth_client_id=str_or_none(getattr(token, "client_id", None)),
-        client_name=str_or_none(client_info_name), client_version=str_or_none(client_info_version),
+        auth_subject=str_or_none(getattr(token, "subject", None)) if token is not None else None,
+        auth_client_id=str_or_none(getattr(token, "client_id", None)) if token is not None else None,
+        client_name=str_or_none(client_name), client_version=str_or_none(client_version),
         protocol_version=version, transport=transport, request_id=ctx.request_id,
         mcp_name=mcp_name, on_new_connection=on_new,
     )
@@ -149,9 +151,10 @@ class TrackingMiddleware:
         if ctx.method != "tools/call" or ctx.request_id is None:
             return await call_next(ctx)
         params = ctx.params
-        name = params.get("name") if isinstance(params, Mapping) else None
-        args = params.get("arguments") if isinstance(params, Mapping) else None
-        if not isinstance(name, str) or not (args is None or isinstance(args, Mapping)):
+        is_map = type(params) is dict or isinstance(params, Mapping)
+        name = params.get("name") if is_map else None
+        args = params.get("arguments") if is_map else None
+        if type(name) is not str or not (args is None or type(args) is dict or isinstance(args, Mapping)):
             return await call_next(ctx)  # malformed: the SDK answers -32602 itself
         handle = None
         try:
@@ -196,7 +199,7 @@ class TrackingMiddleware:
     def _finish(self, handle: Any, result: Any) -> None:
         """Record the outcome from the wire result; contained like every other stage."""
         try:
-            if isinstance(result, Mapping):
+            if type(result) is dict or isinstance(result, Mapping):
                 is_error = bool(result.get("isError"))
                 structured, content = result.get("structuredContent"), result.get("content")
             else:

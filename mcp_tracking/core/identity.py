@@ -85,13 +85,16 @@ class ConnectionIds:
 
 
 def meta_value(meta: Any, keys: tuple[str, ...]) -> str | None:
-    """First non-empty string under ``keys`` in a ``_meta`` mapping."""
-    if not isinstance(meta, Mapping):
+    """First non-empty string (or integer) under ``keys`` in a ``_meta`` mapping."""
+    if type(meta) is not dict and not isinstance(meta, Mapping):
         return None
     for key in keys:
         value = meta.get(key)
-        if isinstance(value, str) and value:
-            return value[:256]
-        if isinstance(value, int) and not isinstance(value, bool):
+        if value is None:
+            continue
+        if type(value) is str:
+            if value:
+                return value[:256]
+        elif type(value) is int:
             return str(value)
     return None

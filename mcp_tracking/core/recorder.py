@@ -132,6 +132,7 @@ class Recorder:
         self.options = options or TrackingOptions()
         self.validators = ValidatorCache()
         self._polling = frozenset(self.options.polling_tools) | client.polling_tools
+        self._meta_keys = frozenset(self.options.session_meta_keys) | frozenset(self.options.user_meta_keys)
 
     # -- identity --------------------------------------------------------------------------------
 
@@ -139,15 +140,19 @@ class Recorder:
         """(session_id, session_source, user_id, user_source, new_connection)."""
         opts = self.options
         bound = current_binding.get()
-        user = info.explicit_user or (bound.user_id if bound else None) or meta_value(info.meta, opts.user_meta_keys)
+        meta = info.meta
+        if meta and not (meta.keys() & self._meta_keys):
+            meta = None  # the common case: no identity keys in _meta (one set intersection, no lookups)
+        user = info.explicit_user or (bound.user_id if bound else None) or (
+            meta_value(meta, opts.user_meta_keys) if meta else None)
         if user:
             user_source = "explicit"
         elif info.auth_subject or info.auth_client_id:
             user, user_source = (info.auth_subject or info.auth_client_id), "auth"
         else:
             user, user_source = "anonymous", "anonymous"
-        session = info.explicit_session or (bound.session_id if bound else None) or meta_value(
-            info.meta, opts.session_meta_keys)
+        session = info.explicit_session or (bound.session_id if bound else None) or (
+            meta_value(meta, opts.session_meta_keys) if meta else None)
         if session:
             return session, "explicit", str(user), user_source, False
         if info.transport_session:
@@ -192,9 +197,10 @@ class Recorder:
         client = self.client
         sid, session_source, user, user_source, new_conn = self.resolve_identity(info)
         mcp = info.mcp_name or client.mcp_name
-        tool = info.tool_name if isinstance(info.tool_name, str) else str(info.tool_name)
+        tool = info.tool_name if type(info.tool_name) is str else str(info.tool_name)
         args = info.arguments
-        params = dict(args) if isinstance(args, Mapping) else args  # snapshot: the tool may mutate its args
+        # snapshot: the tool may mutate its args
+        params = dict(args) if type(args) is dict or isinstance(args, Mapping) else args
         phash = params_hash(params if params is not None else {})
         if new_conn and info.on_new_connection is not None:
             try:
@@ -229,8 +235,11 @@ class Recorder:
                         "original_call_sequence": entry.first_sequence, "retry_attempt": attempt,
                         "retry_reason": reason, "call_sequence": seq,
                     })
-            client._wrong_tool_locked(state, user, mcp, tool, params, seq)
-            client._track_locked(state, "tool_call_started", user, mcp, {
+            last = state.last_call
+            if last is not None and last.failed and last.tool_name != tool:
+                client._wrong_tool_locked(state, user, mcp, tool, params, seq)
+            state.call_started(tool, params, phash, seq)
+            client._emit("tool_call_started", user, sid, mcp, {
                 "tool_name": tool, "tool_params": params, "call_sequence": seq, "is_retry": is_retry,
                 "retry_attempt": attempt, "previous_tool_name": previous, "params_hash": phash,
                 "mcp_tool_available": known,
@@ -312,16 +321,15 @@ class Recorder:
                        if len(payload) <= MAX_FINGERPRINT_BYTES else None)
         self._resolve_deferred(handle, fingerprint)
         handle.finished = True
-        store = self.client.sessions
-        with store.lock:
-            self.client._track_locked(handle.state, "tool_call_completed", handle.user_id, handle.mcp_name, {
+        state = handle.state
+        with self.client.sessions.lock:
+            state.call_finished(handle.tool_name, handle.params_hash, handle.sequence, outcome="succeeded",
+                                fingerprint=fingerprint)
+            self.client._emit("tool_call_completed", handle.user_id, state.session_id, handle.mcp_name, {
                 "tool_name": handle.tool_name, "tool_params": handle.params, "success": True,
                 "execution_time_ms": elapsed, "call_sequence": handle.sequence, "params_hash": handle.params_hash,
                 "result_size": len(payload),
             })
-            entry = handle.state.history.get((handle.tool_name, handle.params_hash))
-            if entry is not None:
-                entry.result_fingerprint = fingerprint
         checks = self.options.completeness.get(handle.tool_name)
         if checks:
             report = _completeness.evaluate(checks, result, threshold=self.options.completeness_threshold)

@@ -76,6 +76,39 @@ class SessionState:
         while len(self.history) > MAX_HISTORY_PER_SESSION:
             self.history.popitem(last=False)
 
+    def call_started(self, tool: str, params: Any, phash: str, seq: int) -> None:
+        """A tool call began: sequence, params history and last call."""
+        if seq > self.sequence:
+            self.sequence = seq
+        key = (tool, phash)
+        entry = self.history.get(key)
+        if entry is None:
+            self.remember(key, CallHistory(seq, seq, "pending"))
+        else:
+            entry.last_sequence = seq
+            entry.last_outcome = "pending"
+        self.last_call = LastCall(tool, params, seq)
+
+    def call_finished(self, tool: str, phash: str, seq: int | None, *, outcome: str, error_type: str | None = None,
+                      params: Any = None, fingerprint: str | None = None) -> None:
+        """A tool call ended: ``outcome`` is ``succeeded`` or a failure reason (execution_failed, ...)."""
+        failed = outcome != "succeeded"
+        if failed:
+            self.failed_calls += 1
+        else:
+            self.completed_calls += 1
+        last = self.last_call
+        if last is not None and (seq == last.sequence or (seq is None and last.tool_name == tool)):
+            last.failed = failed
+            last.error_type = error_type
+        elif last is None:
+            self.last_call = LastCall(tool, params, seq or self.sequence, failed, error_type)
+        entry = self.history.get((tool, phash))
+        if entry is not None:
+            entry.last_outcome = outcome
+            if not failed:
+                entry.result_fingerprint = fingerprint
+
     def duration_ms(self) -> float:
         return round((time.monotonic() - self.started_mono) * 1000.0, 3)
 

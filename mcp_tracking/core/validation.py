@@ -28,6 +28,105 @@ class CompiledSchema:
     properties: frozenset[str] | None  # declared properties when the schema is an object schema
     forbids_extra: bool
     schema_error: str | None = None
+    fast_check: Any = None  # a plain-Python "is it valid?" for simple schemas (see compile_fast_check)
+
+
+# --- a fast path for the schemas frameworks generate for simple tools -----------------------------
+
+_ANNOTATIONS = frozenset({"title", "description", "default", "examples", "deprecated", "readOnly", "writeOnly",
+                          "$comment"})
+_PRIMITIVE_TYPES = frozenset({"string", "integer", "number", "boolean", "null", "array", "object"})
+
+
+def _is_type(value: Any, kind: str) -> bool:
+    """jsonschema's default type checker (Draft 4+), for one type name."""
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "integer":
+        if isinstance(value, bool):
+            return False
+        return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if kind == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "null":
+        return value is None
+    if kind == "array":
+        return isinstance(value, list)
+    return isinstance(value, Mapping)  # object
+
+
+def _type_set(spec: Any) -> tuple[str, ...] | None:
+    """The allowed types of a property schema made only of type/anyOf-of-types and annotations, else None."""
+    if not isinstance(spec, Mapping):
+        return None
+    keys = set(spec) - _ANNOTATIONS
+    if keys == {"type"}:
+        t = spec["type"]
+        types = (t,) if isinstance(t, str) else tuple(t) if isinstance(t, list) else None
+    elif keys == {"anyOf"} and isinstance(spec["anyOf"], list):
+        types = ()
+        for sub in spec["anyOf"]:
+            sub_types = _type_set(sub)
+            if sub_types is None:
+                return None
+            types += sub_types
+    else:
+        return None
+    if not types or not all(isinstance(t, str) and t in _PRIMITIVE_TYPES for t in types):
+        return None
+    return types
+
+
+def compile_fast_check(schema: Any) -> Any:
+    """A plain-Python validity check for flat object schemas (typed properties, ``required``,
+    ``additionalProperties`` true/false), or ``None`` when the schema needs full jsonschema.
+
+    It answers only "valid?"; jsonschema still explains any failure. It accepts exactly what jsonschema
+    accepts for the schemas it takes (a test checks them against each other on random inputs).
+    """
+    if not isinstance(schema, Mapping) or schema.get("type") != "object":
+        return None
+    if set(schema) - _ANNOTATIONS - {"type", "properties", "required", "additionalProperties", "$schema"}:
+        return None
+    props = schema.get("properties", {})
+    required = schema.get("required", [])
+    extra = schema.get("additionalProperties", True)
+    if not isinstance(props, Mapping) or not isinstance(required, list) or not isinstance(extra, bool):
+        return None
+    if not all(isinstance(r, str) for r in required):
+        return None
+    checks: dict[str, tuple[str, ...]] = {}
+    for name, spec in props.items():
+        types = _type_set(spec)
+        if types is None:
+            if isinstance(spec, Mapping) and not (set(spec) - _ANNOTATIONS):
+                continue  # {} or annotations only: anything goes
+            return None
+        checks[name] = types
+    required_t = tuple(required)
+    allowed = frozenset(props)
+
+    def check(args: Any) -> bool:
+        if type(args) is not dict and not isinstance(args, Mapping):
+            return False
+        for r in required_t:
+            if r not in args:
+                return False
+        for key, value in args.items():
+            types = checks.get(key)
+            if types is not None:
+                for t in types:
+                    if _is_type(value, t):
+                        break
+                else:
+                    return False
+            elif not extra and key not in allowed:
+                return False
+        return True
+
+    return check
 
 
 def _type_name(value: Any) -> str:
@@ -131,7 +230,7 @@ def compile_schema(schema: Any) -> CompiledSchema:
     props = schema.get("properties")
     properties = frozenset(props) if isinstance(props, Mapping) else None
     forbids = schema.get("additionalProperties") is False
-    return CompiledSchema(validator, version, properties, forbids)
+    return CompiledSchema(validator, version, properties, forbids, fast_check=compile_fast_check(schema))
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,8 +245,9 @@ def validate(compiled: CompiledSchema, arguments: Any) -> ValidationOutcome | No
     if compiled.validator is None:
         return None
     errors: list[dict[str, str]] = []
+    fast = compiled.fast_check
     try:
-        if not compiled.validator.is_valid(arguments):
+        if not (fast(arguments) if fast is not None else compiled.validator.is_valid(arguments)):
             for err in compiled.validator.iter_errors(arguments):
                 errors.append(describe(err))
                 if len(errors) >= MAX_ERRORS:
@@ -157,7 +257,8 @@ def validate(compiled: CompiledSchema, arguments: Any) -> ValidationOutcome | No
         errors.append({"field": "", "error": "arguments are nested too deeply to validate", "schema_path": "",
                        "kind": "depth"})
     warnings: list[dict[str, str]] = []
-    if not compiled.forbids_extra and compiled.properties is not None and isinstance(arguments, Mapping):
+    if not compiled.forbids_extra and compiled.properties is not None and (
+            type(arguments) is dict or isinstance(arguments, Mapping)):
         for key in arguments:
             if key not in compiled.properties:
                 warnings.append({"field": str(key)[:200], "error": "unexpected field (not in the schema; ignored)",

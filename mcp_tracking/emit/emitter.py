@@ -94,7 +94,6 @@ class Emitter:
         self._stats = EmitterStats()
         self._closed = False
         self._worker: threading.Thread | None = None
-        self._worker_pid = os.getpid()
 
     # -- request path ----------------------------------------------------------------------------
 
@@ -116,7 +115,7 @@ class Emitter:
         if dropped:
             warn_once("queue-full", "mcp_tracking: event queue full (%d); dropping events", self.max_queue_size)
             return False
-        if self._worker is None or self._worker_pid != os.getpid():
+        if self._worker is None:
             self._start_worker()
         if len(queue) >= self.batch_size:
             self._wake.set()
@@ -130,13 +129,17 @@ class Emitter:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
+    def _reinit_after_fork(self) -> None:
+        """In a forked child: fresh locks (the parent's may have been held at the fork) and no worker."""
+        pending = list(self._queue)
+        closed = self._closed
+        self._init_state()
+        self._closed = closed
+        self._queue.extend(pending)
+        self._enqueued = self._stats.accepted = len(pending)
+
     def _start_worker(self) -> None:
         with self._lock:
-            if self._worker_pid != os.getpid():  # forked: the parent's worker does not exist here
-                pending = list(self._queue)
-                self._init_state()
-                self._queue.extend(pending)
-                self._enqueued = len(pending)
             if self._worker is not None or self._closed:
                 return
             self._worker = threading.Thread(target=self._run, name="mcp-tracking-emitter", daemon=True)
@@ -276,6 +279,18 @@ class Emitter:
 
 
 _LIVE: weakref.WeakSet[Emitter] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has no worker thread: let the next emit start one (events queued before the fork
+    that the parent had not written yet are kept and written by the child too, at most once per store:
+    event ids make the second write a no-op)."""
+    for emitter in list(_LIVE):
+        emitter._reinit_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _close_all(timeout: float) -> None:

@@ -1,0 +1,104 @@
+"""Per-call overhead of full tracking on in-process servers, as a ratio to the same server untracked.
+
+    python benchmarks/bench_overhead.py [--calls 2000] [--rounds 7]
+
+For MCPServer (mcp 2.x) and, when installed, fastmcp: the same trivial tool called through a real
+in-process client, untracked and with full tracking (live manifest check, compiled jsonschema validation,
+retry/wrong-tool detection, session state, events queued to SQLite on the worker). Rounds alternate the
+two servers; each round is >= 2,000 calls; the figure is the median over rounds of µs per call, and the
+ratio of the medians, all from the same run. Target: <= 1.05 on MCPServer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import median
+
+from mcp_tracking import AnalyticsClient, SQLiteSink, instrument
+
+
+def add(a: int, b: int = 2) -> int:
+    """Add two numbers."""
+    return a + b
+
+
+async def per_call_us(connect, server, calls: int, call) -> float:
+    async with connect(server) as client:
+        for i in range(50):  # warm up
+            await call(client, "add", {"a": i, "b": 1})
+        t0 = time.perf_counter()
+        for i in range(calls):
+            await call(client, "add", {"a": i, "b": 1})  # distinct params: no retries
+        return (time.perf_counter() - t0) / calls * 1e6
+
+
+def mcpserver_pair(db: Path):
+    from mcp import Client
+    from mcp.server.mcpserver import MCPServer
+
+    plain, tracked = MCPServer("plain", log_level="WARNING"), MCPServer("tracked", log_level="WARNING")
+    plain.add_tool(add)
+    tracked.add_tool(add)
+    client = AnalyticsClient(SQLiteSink(db), handle_sigterm=False)
+    instrument(tracked, client)
+
+    async def call(c, name, args):
+        return await c.call_tool(name, args)
+
+    return "MCPServer (mcp 2.x)", Client, plain, tracked, call, client
+
+
+def fastmcp_pair(db: Path):
+    from fastmcp import Client, FastMCP
+
+    logging.getLogger("fastmcp").setLevel(logging.WARNING)
+    plain, tracked = FastMCP("plain"), FastMCP("tracked")
+    plain.tool(add)
+    tracked.tool(add)
+    client = AnalyticsClient(SQLiteSink(db), handle_sigterm=False)
+    instrument(tracked, client)
+
+    async def call(c, name, args):
+        return await c.call_tool_mcp(name, args)
+
+    return "fastmcp", Client, plain, tracked, call, client
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--calls", type=int, default=2000)
+    ap.add_argument("--rounds", type=int, default=7)
+    args = ap.parse_args()
+    pairs = [mcpserver_pair]
+    try:
+        import fastmcp  # noqa: F401
+
+        pairs.append(fastmcp_pair)
+    except ImportError:
+        print("fastmcp not installed: skipping it")
+    with tempfile.TemporaryDirectory() as d:
+        for make in pairs:
+            label, connect, plain, tracked, call, client = make(Path(d) / f"{make.__name__}.db")
+            base, ours = [], []
+            for _ in range(args.rounds):
+                base.append(anyio.run(per_call_us, connect, plain, args.calls, call))
+                ours.append(anyio.run(per_call_us, connect, tracked, args.calls, call))
+            client.close()
+            assert client.stats.failed_events == 0 and client.stats.dropped == 0
+            b, o = median(base), median(ours)
+            print(f"{label}: untracked {b:.0f} µs/call, tracked {o:.0f} µs/call, overhead {o - b:+.0f} µs, "
+                  f"ratio {o / b:.3f}" + ("  (target <= 1.05)" if "MCPServer" in label else ""))
+            print(f"   rounds untracked {[round(x) for x in base]}, tracked {[round(x) for x in ours]}")
+
+
+if __name__ == "__main__":
+    main()
