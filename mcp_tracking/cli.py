@@ -64,11 +64,11 @@ def _open(url: str) -> Any:
 
 def _metrics(sink: Any, filters: dict[str, Any], breakdown: str | None = None) -> Any:
     from mcp_tracking.metrics import compute_metrics
-    from mcp_tracking.sinks.sqlite import SQLiteStoreError
+    from mcp_tracking.sinks.base import StoreError
 
     try:
         result = compute_metrics(sink, breakdown=breakdown, **filters)
-    except SQLiteStoreError as exc:
+    except StoreError as exc:
         raise CliError(str(exc)) from exc
     except Exception as exc:
         if type(exc).__name__ in {"OperationalError", "UndefinedTable", "DatabaseError"}:

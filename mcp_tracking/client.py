@@ -60,6 +60,8 @@ class AnalyticsClient:
         idle_timeout: seconds of inactivity after which a session ends (default 30 min).
         max_sessions: live sessions kept in memory; the least recently active beyond it are ended.
         polling_tools: tools that are legitimately called again with the same arguments (never retries).
+        max_queue_size / batch_size / flush_interval / retry_timeout: the emitter's bounds (see
+            :class:`~mcp_tracking.emit.emitter.Emitter`).
         handle_sigterm: drain queued events on SIGTERM before the process ends (see
             :mod:`mcp_tracking.emit.shutdown`); installed once, from the main thread, chained to any handler
             already there.
@@ -86,6 +88,7 @@ class AnalyticsClient:
         max_queue_size: int | None = None,
         batch_size: int | None = None,
         flush_interval: float | None = None,
+        retry_timeout: float | None = None,
         handle_sigterm: bool = True,
     ) -> None:
         self.sink: Sink = sink if isinstance(sink, Sink) else sink_from_url(sink)
@@ -98,6 +101,8 @@ class AnalyticsClient:
             emitter_opts["batch_size"] = batch_size
         if flush_interval is not None:
             emitter_opts["flush_interval"] = flush_interval
+        if retry_timeout is not None:
+            emitter_opts["retry_timeout"] = retry_timeout
         self.emitter = Emitter(
             self.sink, processors=default_processors(redact=redact, keys_only=keys_only, extra=processors),
             **emitter_opts,

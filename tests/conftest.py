@@ -42,6 +42,35 @@ def _sqlite_client(sqlite_path: Path) -> Iterator[tuple[AnalyticsClient, SQLiteS
     client.close(end_sessions=False)
 
 
+PG_URL = os.environ.get("MCP_TRACKING_TEST_PG_URL")
+
+
+def _with_database(url: str, name: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+@pytest.fixture(name="pg_url")
+def _pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test (MCP_TRACKING_TEST_PG_URL; required in CI)."""
+    if not PG_URL:
+        if IN_CI:
+            pytest.fail("MCP_TRACKING_TEST_PG_URL is not set: CI must run the PostgreSQL tests")
+        pytest.skip("MCP_TRACKING_TEST_PG_URL not set (a PostgreSQL server for the tests)")
+    import psycopg
+
+    name = "mt_" + os.urandom(6).hex()
+    with psycopg.connect(PG_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _with_database(PG_URL, name)
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def names(events: list[dict], session_id: str | None = None) -> list[str]:
     return [e["event_name"] for e in events if session_id is None or e["session_id"] == session_id]
 

@@ -24,7 +24,8 @@ from mcp_tracking.sinks.base import Sink
 DEFAULT_MAX_QUEUE_SIZE = 50_000
 DEFAULT_BATCH_SIZE = 1000
 DEFAULT_FLUSH_INTERVAL = 0.5
-DEFAULT_MAX_RETRIES = 3
+DEFAULT_RETRY_TIMEOUT = 60.0
+MAX_BACKOFF = 2.0
 
 
 @dataclass
@@ -53,7 +54,10 @@ class Emitter:
         max_queue_size: events held in memory; past it new events are dropped and counted.
         batch_size: events per write.
         flush_interval: seconds the worker waits before writing a partial batch.
-        max_retries: attempts per batch after the first, with exponential backoff.
+        retry_timeout: how long a failing batch is retried (exponential backoff from ``retry_backoff`` up
+            to 2 s) before it is given up and counted in ``failed_events``; meanwhile new events queue up
+            (a restarting database loses nothing). Batches are written in order: none overtakes one that
+            is being retried.
     """
 
     def __init__(
@@ -64,7 +68,7 @@ class Emitter:
         max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
         batch_size: int = DEFAULT_BATCH_SIZE,
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
-        max_retries: int = DEFAULT_MAX_RETRIES,
+        retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
         retry_backoff: float = 0.05,
     ) -> None:
         if max_queue_size <= 0 or batch_size <= 0:
@@ -78,7 +82,9 @@ class Emitter:
         self.max_queue_size = max_queue_size
         self.batch_size = batch_size
         self.flush_interval = flush_interval
-        self.max_retries = max_retries
+        if retry_timeout < 0 or retry_backoff <= 0:
+            raise ValueError("retry_timeout must be >= 0 and retry_backoff > 0")
+        self.retry_timeout = retry_timeout
         self.retry_backoff = retry_backoff
         self._tick_callbacks: list[Callable[[], None]] = []
         self._init_state()
@@ -256,7 +262,8 @@ class Emitter:
         try:
             events = self._process(batch)
             if events:
-                attempt = 0
+                started = time.monotonic()
+                delay = self.retry_backoff
                 while True:
                     try:
                         self.sink.write(events)
@@ -264,14 +271,17 @@ class Emitter:
                         break
                     except Exception:
                         self._stats.failed_writes += 1
-                        if attempt >= self.max_retries:
+                        waited = time.monotonic() - started
+                        if waited + delay > self.retry_timeout or (self._closed and waited > 0):
                             self._stats.failed_events += len(events)
                             warn_once("sink-write", "mcp_tracking: sink %r failed to write %d events; giving up",
                                       self.sink, len(events), exc_info=True)
                             break
+                        warn_once("sink-retry", "mcp_tracking: sink %r failed to write; retrying", self.sink,
+                                  exc_info=True)
                         self._stats.retries += 1
-                        time.sleep(self.retry_backoff * (2**attempt))
-                        attempt += 1
+                        time.sleep(delay)
+                        delay = min(delay * 2, MAX_BACKOFF)
         finally:
             with self._done_cond:
                 self._done += len(batch)

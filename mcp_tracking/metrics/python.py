@@ -112,7 +112,7 @@ def aggregates(events: Iterable[dict[str, Any]], *, breakdown: str | None = None
                 tc.completed += 1
                 if ms is not None:
                     latencies[tool].append(ms)
-                    lat_us[tool] += math.floor(ms * 1000 + 0.5)  # SQLite ROUND(): half away from zero
+                    lat_us[tool] += math.floor(ms * 1000 + 0.5)  # integer µs, rounded as the SQL does
         elif name == "hallucinated_tool_call" and tool is not None:
             confusion[("hallucination", tool, md.get("similar_tool_suggested"))] += 1
         elif name == "wrong_tool_error" and md.get("first_tool_name") is not None:

@@ -59,7 +59,7 @@ PER_TOOL = """
         SUM(event_name = 'tool_call_failed'),
         SUM(event_name = 'tool_call_completed' AND execution_time_ms IS NOT NULL),
         COALESCE(SUM(CASE WHEN event_name = 'tool_call_completed'
-                     THEN CAST(ROUND(execution_time_ms * 1000) AS INTEGER) END), 0),
+                     THEN CAST(execution_time_ms * 1000 + 0.5 AS INTEGER) END), 0),
         MAX(CASE WHEN event_name = 'tool_call_completed' THEN execution_time_ms END)
     FROM raw_analytics
     WHERE event_name IN ('tool_call_started', 'tool_call_completed', 'tool_call_failed')

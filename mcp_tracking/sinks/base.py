@@ -14,6 +14,10 @@ from typing import Any, Protocol, runtime_checkable
 from mcp_tracking.events import EventRecord
 
 
+class StoreError(RuntimeError):
+    """A store cannot be used: missing, unreachable, not ours, or newer than this package."""
+
+
 @runtime_checkable
 class Sink(Protocol):
     """Where events go. Called from the emitter's single worker thread."""

@@ -19,6 +19,7 @@ from typing import Any
 
 from mcp_tracking._json import dumps_str, loads
 from mcp_tracking.events import EventRecord, format_timestamp, format_us
+from mcp_tracking.sinks.base import StoreError
 
 STORE_SCHEMA_VERSION = 1
 
@@ -82,7 +83,7 @@ def row_of(r: EventRecord) -> tuple[Any, ...]:
     )
 
 
-class SQLiteStoreError(RuntimeError):
+class SQLiteStoreError(StoreError):
     """The database is missing, not ours, or unreadable."""
 
 

@@ -1,0 +1,143 @@
+"""The metrics computed inside PostgreSQL: the SQLite passes in PostgreSQL's dialect.
+
+Same counts, same rules (see :mod:`mcp_tracking.metrics.sqlite`): conditional counts per session summed
+over sessions, one pass per tool, nearest-rank percentiles by offset on the index, the extra views from
+their own event types. Filters are ``%s`` parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp_tracking.metrics.model import RETRY_LOOP_MIN_CALLS, Aggregates, ToolCounts, Totals, rank_offset
+from mcp_tracking.sinks.sqlite import where_clause
+
+PER_SESSION = """
+    SELECT {keys}, COUNT(*) AS n,
+        COUNT(*) FILTER (WHERE event_name = 'tool_call_started') AS started,
+        COUNT(*) FILTER (WHERE event_name = 'tool_call_completed') AS completed,
+        COUNT(*) FILTER (WHERE event_name = 'tool_call_failed') AS failed,
+        COUNT(*) FILTER (WHERE event_name = 'tool_call_retry') AS retries,
+        COUNT(*) FILTER (WHERE event_name = 'schema_validation_error') AS schema_errors,
+        COUNT(*) FILTER (WHERE event_name = 'wrong_tool_error') AS wrong,
+        COUNT(*) FILTER (WHERE event_name = 'hallucinated_tool_call') AS halluc,
+        COUNT(*) FILTER (WHERE event_name = 'answer_complete') AS ac,
+        COUNT(*) FILTER (WHERE event_name = 'answer_incomplete') AS ai,
+        bool_or(event_name = 'session_start')::int AS has_start,
+        bool_or(event_name = 'session_completed')::int AS has_completed,
+        COALESCE(bool_or(event_name = 'session_completed' AND success), false)::int AS ok,
+        bool_or(event_name IN ('tool_call_failed', 'schema_validation_error'))::int AS has_error
+    FROM raw_analytics {where}
+    GROUP BY {keys}
+"""
+
+TOTALS = """
+    SELECT {group_select}
+        COALESCE(SUM(n), 0),
+        COUNT(session_id),
+        COALESCE(SUM(has_start) FILTER (WHERE session_id IS NOT NULL), 0),
+        COALESCE(SUM(has_completed) FILTER (WHERE session_id IS NOT NULL), 0),
+        COALESCE(SUM(ok) FILTER (WHERE session_id IS NOT NULL), 0),
+        COALESCE(SUM(started) FILTER (WHERE session_id IS NOT NULL AND ok = 1), 0),
+        MAX(started) FILTER (WHERE session_id IS NOT NULL AND ok = 1),
+        COALESCE(SUM(started), 0), COALESCE(SUM(completed), 0), COALESCE(SUM(failed), 0),
+        COALESCE(SUM(retries), 0), COALESCE(SUM(schema_errors), 0), COALESCE(SUM(wrong), 0),
+        COALESCE(SUM(halluc), 0), COALESCE(SUM(ac), 0), COALESCE(SUM(ai), 0),
+        COALESCE(SUM(has_error) FILTER (WHERE session_id IS NOT NULL), 0),
+        COUNT(*) FILTER (WHERE session_id IS NOT NULL AND has_error = 1 AND ok = 1)
+    FROM ({per_session}) AS s
+    {group_by}
+"""
+
+PER_TOOL = """
+    SELECT tool_name,
+        COUNT(*) FILTER (WHERE event_name = 'tool_call_started'),
+        COUNT(*) FILTER (WHERE event_name = 'tool_call_completed'),
+        COUNT(*) FILTER (WHERE event_name = 'tool_call_failed'),
+        COUNT(*) FILTER (WHERE event_name = 'tool_call_completed' AND execution_time_ms IS NOT NULL),
+        COALESCE(SUM(floor(execution_time_ms * 1000 + 0.5)::bigint)
+                 FILTER (WHERE event_name = 'tool_call_completed'), 0),
+        MAX(execution_time_ms) FILTER (WHERE event_name = 'tool_call_completed')
+    FROM raw_analytics
+    WHERE event_name IN ('tool_call_started', 'tool_call_completed', 'tool_call_failed')
+        AND tool_name IS NOT NULL {and_where}
+    GROUP BY tool_name
+"""
+
+PERCENTILE = """
+    SELECT execution_time_ms FROM raw_analytics
+    WHERE event_name = 'tool_call_completed' AND tool_name = %s AND execution_time_ms IS NOT NULL {and_where}
+    ORDER BY execution_time_ms LIMIT 1 OFFSET %s
+"""
+
+CONFUSION = """
+    SELECT 'hallucination', tool_name, metadata->>'similar_tool_suggested', COUNT(*)
+    FROM raw_analytics WHERE event_name = 'hallucinated_tool_call' {and_where}
+    GROUP BY 2, 3
+    UNION ALL
+    SELECT 'wrong_tool', metadata->>'first_tool_name', metadata->>'second_tool_name', COUNT(*)
+    FROM raw_analytics WHERE event_name = 'wrong_tool_error' {and_where}
+    GROUP BY 2, 3
+"""
+
+HOTSPOTS = """
+    SELECT r.tool_name, e.value->>'field', e.value->>'kind', COUNT(*), MIN((e.value->>'error') COLLATE "C")
+    FROM raw_analytics AS r
+    CROSS JOIN LATERAL jsonb_array_elements(
+        CASE WHEN jsonb_typeof(r.metadata->'validation_errors') = 'array' THEN r.metadata->'validation_errors'
+             ELSE '[]'::jsonb END) AS e(value)
+    WHERE r.event_name = 'schema_validation_error' {and_where_r}
+    GROUP BY 1, 2, 3
+"""
+
+RETRY_LOOPS = f"""
+    SELECT session_id, tool_name, params_hash, COUNT(*) + 1
+    FROM raw_analytics WHERE event_name = 'tool_call_retry' {{and_where}}
+    GROUP BY 1, 2, 3 HAVING COUNT(*) + 1 >= {RETRY_LOOP_MIN_CALLS}
+"""
+
+
+def _totals(row: Any) -> Totals:
+    return Totals(*[int(v) if v is not None else None for v in row])
+
+
+def aggregates(conn: Any, filters: dict[str, Any], *, breakdown: str | None = None) -> Aggregates:
+    """Count everything the metrics need within ``filters``; the filters are parameters, never SQL text."""
+    where, params = where_clause(**filters, placeholder="%s")
+    and_where, _ = where_clause(**filters, placeholder="%s", prefix="AND")
+    and_where_r, _ = where_clause(**filters, placeholder="%s", prefix="AND", alias="r.")
+    with conn.cursor() as cur:
+        cur.execute(TOTALS.format(group_select="", per_session=PER_SESSION.format(keys="session_id", where=where),
+                                  group_by=""), params)
+        totals = _totals(cur.fetchone())
+        groups: dict[str, Totals] = {}
+        if breakdown in ("session", "user"):
+            keys = "session_id" if breakdown == "session" else "user_id, session_id"
+            col = "session_id" if breakdown == "session" else "user_id"
+            cur.execute(TOTALS.format(group_select=f"{col},", per_session=PER_SESSION.format(keys=keys, where=where),
+                                      group_by=f"GROUP BY {col}"), params)
+            for r in cur.fetchall():
+                if r[0] is not None:
+                    groups[str(r[0])] = _totals(r[1:])
+        elif breakdown is not None:
+            raise ValueError("breakdown must be 'session', 'user' or None")
+        tools: list[ToolCounts] = []
+        cur.execute(PER_TOOL.format(and_where=and_where), params)
+        for name, calls, completed, failed, lat_n, lat_us, lat_max in cur.fetchall():
+            tc = ToolCounts(name, int(calls), int(completed), int(failed), int(lat_n), int(lat_us) / 1000.0,
+                            lat_max)
+            if tc.latency_count:
+                sql = PERCENTILE.format(and_where=and_where)
+                cur.execute(sql, [name, *params, rank_offset(tc.latency_count, 0.5)])
+                tc.latency_p50 = cur.fetchone()[0]
+                cur.execute(sql, [name, *params, rank_offset(tc.latency_count, 0.95)])
+                tc.latency_p95 = cur.fetchone()[0]
+            tools.append(tc)
+        cur.execute(CONFUSION.format(and_where=and_where), params + params)
+        confusion = [(k, a, b, int(n)) for k, a, b, n in cur.fetchall() if a is not None]
+        cur.execute(HOTSPOTS.format(and_where_r=and_where_r), params)
+        hotspots = [(t, f, k, int(n), ex) for t, f, k, n, ex in cur.fetchall()]
+        cur.execute(RETRY_LOOPS.format(and_where=and_where), params)
+        loops = [(s, t, h, int(n)) for s, t, h, n in cur.fetchall()]
+    conn.rollback()
+    return Aggregates(totals, tools, confusion, hotspots, loops, groups)
