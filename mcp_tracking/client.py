@@ -60,8 +60,8 @@ class AnalyticsClient:
         idle_timeout: seconds of inactivity after which a session ends (default 30 min).
         max_sessions: live sessions kept in memory; the least recently active beyond it are ended.
         polling_tools: tools that are legitimately called again with the same arguments (never retries).
-        max_queue_size / batch_size / flush_interval / retry_timeout: the emitter's bounds (see
-            :class:`~mcp_tracking.emit.emitter.Emitter`).
+        max_queue_size / batch_size / flush_interval / retry_timeout / spool_dir / spool_after: the
+            emitter's bounds and its disk spool for store outages (see :class:`~mcp_tracking.emit.emitter.Emitter`).
         handle_sigterm: drain queued events on SIGTERM before the process ends (see
             :mod:`mcp_tracking.emit.shutdown`); installed once, from the main thread, chained to any handler
             already there.
@@ -89,6 +89,8 @@ class AnalyticsClient:
         batch_size: int | None = None,
         flush_interval: float | None = None,
         retry_timeout: float | None = None,
+        spool_dir: str | os.PathLike[str] | bool | None = None,
+        spool_after: float | None = None,
         handle_sigterm: bool = True,
     ) -> None:
         self.sink: Sink = sink if isinstance(sink, Sink) else sink_from_url(sink)
@@ -103,9 +105,11 @@ class AnalyticsClient:
             emitter_opts["flush_interval"] = flush_interval
         if retry_timeout is not None:
             emitter_opts["retry_timeout"] = retry_timeout
+        if spool_after is not None:
+            emitter_opts["spool_after"] = spool_after
         self.emitter = Emitter(
             self.sink, processors=default_processors(redact=redact, keys_only=keys_only, extra=processors),
-            **emitter_opts,
+            spool_dir=spool_dir, **emitter_opts,
         )
         self.sessions = SessionStore(idle_timeout=idle_timeout, max_sessions=max_sessions, on_end=self._on_session_end)
         self.connections = ConnectionIds()  # shared by every adapter on this client

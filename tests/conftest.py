@@ -16,6 +16,12 @@ ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+@pytest.fixture(autouse=True)
+def _spool_in_tmp(tmp_path_factory, monkeypatch) -> None:
+    """Spools of the tests' failing stores go to a temporary directory, never the user's."""
+    monkeypatch.setenv("MCP_TRACKING_SPOOL_DIR", str(tmp_path_factory.mktemp("spool")))
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"

@@ -97,7 +97,8 @@ class BrokenSink:
 def test_a_store_that_always_fails_never_slows_or_breaks_track():
     """track() stays fast and returns; the failures and drops show in the counters."""
     sink = BrokenSink()
-    client = AnalyticsClient(sink, max_queue_size=500, batch_size=100, flush_interval=0.01, retry_timeout=0.05)
+    client = AnalyticsClient(sink, max_queue_size=500, batch_size=100, flush_interval=0.01, retry_timeout=0.05,
+                             spool_dir=False)
     client.emitter.retry_backoff = 0.001
     worst = 0.0
     for i in range(5_000):

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 from mcp_tracking._logging import warn_once
 from mcp_tracking.emit.processors import Processor, default_processors, ensure_json
+from mcp_tracking.emit.spool import Spool, default_spool_dir
 from mcp_tracking.events import EventRecord
 from mcp_tracking.sinks.base import Sink
 
@@ -34,6 +35,8 @@ class EmitterStats:
 
     accepted: int = 0
     written: int = 0
+    spooled: int = 0
+    replayed: int = 0
     dropped: int = 0
     failed_writes: int = 0
     failed_events: int = 0
@@ -55,9 +58,12 @@ class Emitter:
         batch_size: events per write.
         flush_interval: seconds the worker waits before writing a partial batch.
         retry_timeout: how long a failing batch is retried (exponential backoff from ``retry_backoff`` up
-            to 2 s) before it is given up and counted in ``failed_events``; meanwhile new events queue up
-            (a restarting database loses nothing). Batches are written in order: none overtakes one that
-            is being retried.
+            to 2 s) before it is given up and counted in ``failed_events`` (without a spool); meanwhile new
+            events queue up. Batches are written in order: none overtakes one that is being retried.
+        spool_dir: where batches go when the store stays down (see :mod:`mcp_tracking.emit.spool`): a
+            directory, ``None`` for the default (``MCP_TRACKING_SPOOL_DIR`` or the temp dir, keyed by the
+            store), or ``False`` to never spool.
+        spool_after: seconds a batch is retried before it is spooled.
     """
 
     def __init__(
@@ -70,6 +76,8 @@ class Emitter:
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
         retry_backoff: float = 0.05,
+        spool_dir: str | os.PathLike[str] | bool | None = None,
+        spool_after: float = 2.0,
     ) -> None:
         if max_queue_size <= 0 or batch_size <= 0:
             raise ValueError("max_queue_size and batch_size must be positive")
@@ -86,6 +94,14 @@ class Emitter:
             raise ValueError("retry_timeout must be >= 0 and retry_backoff > 0")
         self.retry_timeout = retry_timeout
         self.retry_backoff = retry_backoff
+        if spool_dir is False:
+            self.spool: Spool | None = None
+        else:
+            directory = default_spool_dir(repr(sink)) if spool_dir in (None, True) else spool_dir
+            self.spool = Spool(directory)  # type: ignore[arg-type]
+        self.spool_after = spool_after
+        self._next_replay = 0.0
+        self._replay_delay = retry_backoff
         self._tick_callbacks: list[Callable[[], None]] = []
         self._init_state()
         _LIVE.add(self)
@@ -202,7 +218,7 @@ class Emitter:
         while True:
             self._wake.wait(self.flush_interval)
             self._wake.clear()
-            wrote = False
+            wrote = self._replay()
             while self._queue:
                 batch = self._take_batch()
                 self._write(batch)
@@ -258,12 +274,60 @@ class Emitter:
                           exc_info=True)
         return out
 
+    def _replay(self) -> bool:
+        """Write spooled batches back to the store, oldest first; ``True`` if anything was written."""
+        spool = self.spool
+        if spool is None or time.monotonic() < self._next_replay:
+            return False
+        wrote = False
+        try:
+            while True:
+                oldest = spool.oldest()
+                if oldest is None:
+                    self._replay_delay = self.retry_backoff
+                    return wrote
+                seg, records = oldest
+                chunk: list[EventRecord] = []
+                for record in records:
+                    chunk.append(record)
+                    if len(chunk) >= self.batch_size:
+                        self.sink.write(chunk)
+                        self._stats.replayed += len(chunk)
+                        chunk = []
+                if chunk:
+                    self.sink.write(chunk)
+                    self._stats.replayed += len(chunk)
+                spool.done(seg)
+                wrote = True
+        except Exception:
+            self._stats.failed_writes += 1
+            self._next_replay = time.monotonic() + self._replay_delay
+            self._replay_delay = min(self._replay_delay * 2, MAX_BACKOFF * 2)
+            warn_once("spool-replay", "mcp_tracking: the store still refuses writes; events stay spooled",
+                      exc_info=True)
+            return wrote
+
+    def _spool_batch(self, events: list[EventRecord]) -> bool:
+        try:
+            self.spool.append(events)  # type: ignore[union-attr]
+        except Exception:
+            warn_once("spool-write", "mcp_tracking: could not spool %d events", len(events), exc_info=True)
+            return False
+        self._stats.spooled += len(events)
+        return True
+
     def _write(self, batch: list[EventRecord]) -> None:
         try:
             events = self._process(batch)
+            spool = self.spool
+            # the store was down: keep the order, behind what is spooled, until the replay has caught up
+            if (events and spool is not None and spool.pending() and (not self._replay() or spool.pending())
+                    and self._spool_batch(events)):
+                return
             if events:
                 started = time.monotonic()
                 delay = self.retry_backoff
+                give_up_after = self.spool_after if self.spool is not None else self.retry_timeout
                 while True:
                     try:
                         self.sink.write(events)
@@ -272,7 +336,12 @@ class Emitter:
                     except Exception:
                         self._stats.failed_writes += 1
                         waited = time.monotonic() - started
-                        if waited + delay > self.retry_timeout or (self._closed and waited > 0):
+                        if waited + delay > give_up_after or (self._closed and waited > 0):
+                            if self.spool is not None and self._spool_batch(events):
+                                warn_once("sink-spool", "mcp_tracking: sink %r is down; spooling events to %s",
+                                          self.sink, self.spool.dir, exc_info=True)
+                                self._next_replay = time.monotonic() + self._replay_delay
+                                break
                             self._stats.failed_events += len(events)
                             warn_once("sink-write", "mcp_tracking: sink %r failed to write %d events; giving up",
                                       self.sink, len(events), exc_info=True)

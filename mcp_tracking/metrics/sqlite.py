@@ -1,19 +1,56 @@
-"""The metrics computed inside SQLite: a few grouped scans, parameterised filters, no row loads.
+"""The metrics computed inside SQLite: a few index-only scans, parameterised filters, no row loads.
 
-One pass groups events by session (conditional counts per session, then sums over sessions); one
-pass over the ``(event_name, tool_name, execution_time_ms)`` index gives popularity, failures and
-latency per tool; percentiles are read from that index by offset; the extra views scan only their
-own (rare) event types.
+The totals come from three cheap passes instead of one pass with a dozen conditional sums per row:
+counts per ``(event_name, tool_name)`` (index-only on ``raw_analytics_event``; they give every event count
+and the per-tool call counts), latency sums per tool (a range of the same index), and the session-level
+facts from the few event types that carry them (``session_start``, ``session_completed``, failures), whose
+session ids and success flags are in that index too. Percentiles are read from the index by offset. The
+per-session pass (``PER_SESSION``/``TOTALS``) serves only the optional per-session/per-user breakdown.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
 from typing import Any
 
 from mcp_tracking.metrics.model import RETRY_LOOP_MIN_CALLS, Aggregates, ToolCounts, Totals, rank_offset
-from mcp_tracking.sinks.sqlite import where_clause
+from mcp_tracking.sinks.sqlite import named_params, where_clause
+
+EVENT_COUNTS = """
+    SELECT event_name, tool_name, COUNT(*) FROM raw_analytics {where} GROUP BY event_name, tool_name
+"""
+
+LATENCY = """
+    SELECT tool_name, COUNT(execution_time_ms),
+        COALESCE(SUM(CAST(execution_time_ms * 1000 + 0.5 AS INTEGER)), 0), MAX(execution_time_ms)
+    FROM raw_analytics
+    WHERE event_name = 'tool_call_completed' AND tool_name IS NOT NULL {aw}
+    GROUP BY tool_name
+"""
+
+# ``+session_id``: the unary plus keeps SQLite from choosing the session index for "IS NOT NULL" (a scan
+# of the whole table); each CTE then reads only its event type from the event index.
+SESSIONS = """
+    WITH
+    starts AS (SELECT DISTINCT session_id FROM raw_analytics
+               WHERE event_name = 'session_start' AND +session_id IS NOT NULL {aw}),
+    done AS (SELECT session_id, MAX(success = 1) AS ok FROM raw_analytics
+             WHERE event_name = 'session_completed' AND +session_id IS NOT NULL {aw} GROUP BY session_id),
+    errs AS (SELECT DISTINCT session_id FROM raw_analytics
+             WHERE event_name IN ('tool_call_failed', 'schema_validation_error') AND +session_id IS NOT NULL {aw}),
+    steps AS (SELECT session_id, COUNT(*) AS n FROM raw_analytics
+              WHERE event_name = 'tool_call_started' AND session_id IN (SELECT session_id FROM done WHERE ok = 1) {aw}
+              GROUP BY session_id)
+    SELECT
+        (SELECT COUNT(DISTINCT session_id) FROM raw_analytics {where}),
+        (SELECT COUNT(*) FROM starts),
+        (SELECT COUNT(*) FROM done),
+        (SELECT COUNT(*) FROM done WHERE ok = 1),
+        (SELECT COALESCE(SUM(n), 0) FROM steps),
+        (SELECT MAX(n) FROM steps),
+        (SELECT COUNT(*) FROM errs),
+        (SELECT COUNT(*) FROM errs JOIN done USING (session_id) WHERE done.ok = 1)
+"""
 
 PER_SESSION = """
     SELECT {keys}, COUNT(*) AS n,
@@ -52,21 +89,6 @@ TOTALS = """
     {group_by}
 """
 
-PER_TOOL = """
-    SELECT tool_name,
-        SUM(event_name = 'tool_call_started'),
-        SUM(event_name = 'tool_call_completed'),
-        SUM(event_name = 'tool_call_failed'),
-        SUM(event_name = 'tool_call_completed' AND execution_time_ms IS NOT NULL),
-        COALESCE(SUM(CASE WHEN event_name = 'tool_call_completed'
-                     THEN CAST(execution_time_ms * 1000 + 0.5 AS INTEGER) END), 0),
-        MAX(CASE WHEN event_name = 'tool_call_completed' THEN execution_time_ms END)
-    FROM raw_analytics
-    WHERE event_name IN ('tool_call_started', 'tool_call_completed', 'tool_call_failed')
-        AND tool_name IS NOT NULL {and_where}
-    GROUP BY tool_name
-"""
-
 PERCENTILE = """
     SELECT execution_time_ms FROM raw_analytics
     WHERE event_name = 'tool_call_completed' AND tool_name = ? AND execution_time_ms IS NOT NULL {and_where}
@@ -100,21 +122,50 @@ RETRY_LOOPS = f"""
 """
 
 
-def _totals(row: Sequence[Any]) -> Totals:
-    return Totals(*[int(v) if v is not None else None for v in row])  # type: ignore[arg-type]
+_COUNTED = {
+    "tool_call_started": "tool_calls", "tool_call_completed": "completed_calls", "tool_call_failed": "failed_calls",
+    "tool_call_retry": "retries", "schema_validation_error": "schema_errors", "wrong_tool_error": "wrong_tool_errors",
+    "hallucinated_tool_call": "hallucinations", "answer_complete": "answers_complete",
+    "answer_incomplete": "answers_incomplete",
+}
+_TOOL_FIELDS = {"tool_call_started": "calls", "tool_call_completed": "completed", "tool_call_failed": "failed"}
 
 
 def aggregates(conn: sqlite3.Connection, filters: dict[str, Any], *, breakdown: str | None = None) -> Aggregates:
     """Count everything the metrics need within ``filters`` (session_id, user_id, mcp_name, since, until).
 
-    The filters become placeholders and parameters, never SQL text.
+    The filters become named placeholders and one parameter dict, never SQL text.
     """
-    where, params = where_clause(**filters)
-    and_where, _ = where_clause(**filters, prefix="AND")
-    and_where_r, _ = where_clause(**filters, prefix="AND", alias="r.")
-    per_session = PER_SESSION.format(keys="session_id", where=where)
-    row = conn.execute(TOTALS.format(group_select="", per_session=per_session, group_by=""), params).fetchone()
-    totals = _totals(row)
+    params = named_params(**filters)
+    where, _ = where_clause(**filters, placeholder=":")
+    aw, _ = where_clause(**filters, placeholder=":", prefix="AND")
+    and_where_r, _ = where_clause(**filters, placeholder=":", prefix="AND", alias="r.")
+
+    totals = Totals()
+    tools: dict[str, ToolCounts] = {}
+    for name, tool, n in conn.execute(EVENT_COUNTS.format(where=where), params):
+        totals.events += n
+        attr = _COUNTED.get(name)
+        if attr is not None:
+            setattr(totals, attr, getattr(totals, attr) + n)
+        field = _TOOL_FIELDS.get(name)
+        if field is not None and tool is not None:
+            tc = tools.get(tool) or tools.setdefault(tool, ToolCounts(tool))
+            setattr(tc, field, getattr(tc, field) + n)
+    (totals.sessions, totals.started_sessions, totals.completed_sessions, totals.successful_sessions,
+     totals.steps_in_successful, totals.max_steps_successful, totals.sessions_with_errors,
+     totals.recovered_sessions) = conn.execute(SESSIONS.format(where=where, aw=aw), params).fetchone()
+
+    percentile = PERCENTILE.replace("tool_name = ?", "tool_name = :tool").replace("OFFSET ?", "OFFSET :offset")
+    for name, lat_n, lat_us, lat_max in conn.execute(LATENCY.format(aw=aw), params):
+        tc = tools.get(name) or tools.setdefault(name, ToolCounts(name))
+        tc.latency_count, tc.latency_sum, tc.latency_max = int(lat_n), int(lat_us) / 1000.0, lat_max
+        if tc.latency_count:
+            sql = percentile.format(and_where=aw)
+            tc.latency_p50 = conn.execute(sql, {**params, "tool": name,
+                                                "offset": rank_offset(tc.latency_count, 0.5)}).fetchone()[0]
+            tc.latency_p95 = conn.execute(sql, {**params, "tool": name,
+                                                "offset": rank_offset(tc.latency_count, 0.95)}).fetchone()[0]
 
     groups: dict[str, Totals] = {}
     if breakdown in ("session", "user"):
@@ -124,23 +175,13 @@ def aggregates(conn: sqlite3.Connection, filters: dict[str, Any], *, breakdown: 
                             group_by=f"GROUP BY {col}")
         for r in conn.execute(sql, params):
             if r[0] is not None:
-                groups[str(r[0])] = _totals(r[1:])
+                groups[str(r[0])] = Totals(*[int(v) if v is not None else None for v in r[1:]])
     elif breakdown is not None:
         raise ValueError("breakdown must be 'session', 'user' or None")
 
-    tools: list[ToolCounts] = []
-    for name, calls, completed, failed, lat_n, lat_us, lat_max in conn.execute(
-            PER_TOOL.format(and_where=and_where), params):
-        tc = ToolCounts(name, int(calls), int(completed), int(failed), int(lat_n), int(lat_us) / 1000.0, lat_max)
-        if tc.latency_count:
-            sql = PERCENTILE.format(and_where=and_where)
-            tc.latency_p50 = conn.execute(sql, [name, *params, rank_offset(tc.latency_count, 0.5)]).fetchone()[0]
-            tc.latency_p95 = conn.execute(sql, [name, *params, rank_offset(tc.latency_count, 0.95)]).fetchone()[0]
-        tools.append(tc)
-
-    confusion = [(k, a, b, int(n)) for k, a, b, n in conn.execute(CONFUSION.format(and_where=and_where),
-                                                                   params + params) if a is not None]
+    confusion = [(k, a, b, int(n)) for k, a, b, n in conn.execute(CONFUSION.format(and_where=aw), params)
+                 if a is not None]
     hotspots = [(t, f, k, int(n), ex) for t, f, k, n, ex in conn.execute(
         HOTSPOTS.format(and_where_r=and_where_r), params)]
-    loops = [(s, t, h, int(n)) for s, t, h, n in conn.execute(RETRY_LOOPS.format(and_where=and_where), params)]
-    return Aggregates(totals, tools, confusion, hotspots, loops, groups)
+    loops = [(s, t, h, int(n)) for s, t, h, n in conn.execute(RETRY_LOOPS.format(and_where=aw), params)]
+    return Aggregates(totals, list(tools.values()), confusion, hotspots, loops, groups)

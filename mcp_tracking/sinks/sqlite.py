@@ -40,7 +40,8 @@ DDL = (
     )""",
     "CREATE INDEX IF NOT EXISTS raw_analytics_session ON raw_analytics (session_id, event_name, success)",
     "CREATE INDEX IF NOT EXISTS raw_analytics_user ON raw_analytics (user_id)",
-    "CREATE INDEX IF NOT EXISTS raw_analytics_event ON raw_analytics (event_name, tool_name, execution_time_ms)",
+    "CREATE INDEX IF NOT EXISTS raw_analytics_by_event "
+    "ON raw_analytics (event_name, tool_name, execution_time_ms, session_id, success)",
     "CREATE INDEX IF NOT EXISTS raw_analytics_created ON raw_analytics (created_at)",
     "CREATE TABLE IF NOT EXISTS mcp_tracking_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
@@ -233,20 +234,39 @@ def where_clause(
 ) -> tuple[str, list[Any]]:
     """A parameterised filter: the SQL holds only placeholders, never the values.
 
-    ``alias`` prefixes the column names (``"r."``); ``prefix`` is ``WHERE`` or ``AND``.
+    ``placeholder`` is ``?`` (SQLite, positional), ``%s`` (psycopg, positional), ``:`` (SQLite, named
+    ``:session_id``) or ``%()`` (psycopg, named ``%(session_id)s``); the named forms may appear many times in
+    one statement with one parameter dict (see :func:`named_params`). ``alias`` prefixes the column names
+    (``"r."``); ``prefix`` is ``WHERE`` or ``AND``.
     """
     parts: list[str] = []
     params: list[Any] = []
-    for column, value in (("session_id", session_id), ("user_id", user_id), ("mcp_name", mcp_name)):
-        if value is not None:
-            parts.append(f"{alias}{column} = {placeholder}")
-            params.append(value)
-    if since is not None:
-        parts.append(f"{alias}created_at >= {placeholder}")
-        params.append(format_timestamp(since) if placeholder == "?" else since)
-    if until is not None:
-        parts.append(f"{alias}created_at < {placeholder}")
-        params.append(format_timestamp(until) if placeholder == "?" else until)
+    values = {"session_id": session_id, "user_id": user_id, "mcp_name": mcp_name, "since": since, "until": until}
+    ops = {"session_id": ("session_id", "="), "user_id": ("user_id", "="), "mcp_name": ("mcp_name", "="),
+           "since": ("created_at", ">="), "until": ("created_at", "<")}
+    for key, (column, op) in ops.items():
+        value = values[key]
+        if value is None:
+            continue
+        if placeholder == ":":
+            mark = f":{key}"
+        elif placeholder == "%()":
+            mark = f"%({key})s"
+        else:
+            mark = placeholder
+        parts.append(f"{alias}{column} {op} {mark}")
+        if key in ("since", "until") and placeholder in ("?", ":"):
+            value = format_timestamp(value)
+        params.append(value)
     if not parts:
         return "", []
     return f"{prefix} " + " AND ".join(parts), params
+
+
+def named_params(*, placeholder: str = ":", **filters: Any) -> dict[str, Any]:
+    """The parameter dict for the named forms of :func:`where_clause`."""
+    out: dict[str, Any] = {}
+    for key, value in filters.items():
+        if value is not None:
+            out[key] = format_timestamp(value) if key in ("since", "until") and placeholder == ":" else value
+    return out
