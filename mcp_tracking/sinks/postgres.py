@@ -6,8 +6,9 @@ extracted columns the metrics read (``tool_name``, ``params_hash``, ``execution_
 ``schema_version``). The schema is created idempotently (under an advisory lock, so several processes can
 start at once) and its version recorded in ``mcp_tracking_meta``.
 
-Each batch is one transaction: ``COPY`` into a temporary staging table, then ``INSERT ... SELECT ... ON
-CONFLICT (id) DO NOTHING``, so a replayed batch stores nothing twice. A dropped connection (a server
+Each batch is one transaction: a ``COPY`` straight into the table; if any of its ids is already stored
+(a replayed batch), that transaction is rolled back and the batch goes through a temporary staging table and
+``INSERT ... SELECT ... ON CONFLICT (id) DO NOTHING``, so a replay stores nothing twice. A dropped connection (a server
 restart) raises from ``write``; the emitter keeps the batch and retries with backoff, and the next write
 reconnects.
 """
@@ -55,6 +56,10 @@ DDL = (
     "CREATE INDEX IF NOT EXISTS raw_analytics_created ON raw_analytics (created_at)",
     "CREATE TABLE IF NOT EXISTS mcp_tracking_meta (key text PRIMARY KEY, value text NOT NULL)",
 )
+_COPY_DIRECT = f"COPY raw_analytics ({', '.join(COLUMNS)}) FROM STDIN"
+_COPY_STAGE = f"COPY raw_analytics_stage ({', '.join(COLUMNS)}) FROM STDIN"
+_MERGE = (f"INSERT INTO raw_analytics ({', '.join(COLUMNS)}) "
+          f"SELECT {', '.join(COLUMNS)} FROM raw_analytics_stage ON CONFLICT (id) DO NOTHING")
 _LOCK_KEY = 0x6D6370747261636B  # "mcptrack": serialises schema creation across processes
 
 
@@ -139,12 +144,19 @@ class PostgresSink:
         with self._lock:
             conn = self._writer()
             try:
-                with conn.cursor() as cur:
-                    with cur.copy(f"COPY raw_analytics_stage ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+                try:  # the common case: COPY straight into the table, one transaction
+                    with conn.cursor() as cur, cur.copy(_COPY_DIRECT) as copy:
                         for row in rows:
                             copy.write_row(row)
-                    cur.execute(f"INSERT INTO raw_analytics ({', '.join(COLUMNS)}) "
-                                f"SELECT {', '.join(COLUMNS)} FROM raw_analytics_stage ON CONFLICT (id) DO NOTHING")
+                    conn.commit()
+                    return
+                except psycopg.errors.UniqueViolation:
+                    conn.rollback()  # a replayed batch: store only what is new
+                with conn.cursor() as cur:
+                    with cur.copy(_COPY_STAGE) as copy:
+                        for row in rows:
+                            copy.write_row(row)
+                    cur.execute(_MERGE)
                 conn.commit()
             except BaseException:
                 try:
