@@ -220,7 +220,7 @@ FAULT_STAGES = [
     ("mcp_tracking.core.recorder.canonical_bytes", None),
     ("mcp_tracking.core.completeness.has_result_data", None),
     ("mcp_tracking.adapters.mcpserver.call_info", None),
-    ("mcp_tracking.adapters.mcpserver.TrackingMiddleware._lookup", None),
+    ("mcp_tracking.adapters.mcpserver.tool_manager_lookup", None),
     ("mcp_tracking.adapters.mcpserver.payload_of", None),
     ("mcp_tracking.emit.emitter.Emitter.emit", None),
 ]

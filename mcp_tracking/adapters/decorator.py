@@ -104,6 +104,18 @@ class _ToolTracker:
                       exc_info=True)
             return None
 
+    def enter(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[CallHandle | None, Any]:
+        """Begin the call: refuse it (``ValueError`` with the corrective text) or mark it as tracked."""
+        handle = self.begin(args, kwargs)
+        if handle is not None and handle.reject is not None:
+            raise ValueError(handle.reject)
+        return handle, (current_call.set(handle) if handle is not None else None)
+
+    @staticmethod
+    def leave(token: Any) -> None:
+        if token is not None:
+            current_call.reset(token)
+
     def _info(self, params: dict[str, Any], ctx: Any, kwargs: Mapping[str, Any]) -> CallInfo:
         info: CallInfo | None = None
         rc = None
@@ -184,18 +196,14 @@ def track_tool(
         if inspect.iscoroutinefunction(func):
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                handle = tracker.begin(args, kwargs)
-                if handle is not None and handle.reject is not None:
-                    raise ValueError(handle.reject)
-                token = current_call.set(handle) if handle is not None else None
+                handle, token = tracker.enter(args, kwargs)
                 try:
                     result = await func(*args, **kwargs)
                 except BaseException as exc:
                     tracker.recorder.finish(handle, error_type=error_type_of(exc), exception=exc)
                     raise
                 finally:
-                    if token is not None:
-                        current_call.reset(token)
+                    tracker.leave(token)
                 tracker.recorder.finish(handle, result=result)
                 return result
 
@@ -203,18 +211,14 @@ def track_tool(
         else:
             @functools.wraps(func)
             def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-                handle = tracker.begin(args, kwargs)
-                if handle is not None and handle.reject is not None:
-                    raise ValueError(handle.reject)
-                token = current_call.set(handle) if handle is not None else None
+                handle, token = tracker.enter(args, kwargs)
                 try:
                     result = func(*args, **kwargs)
                 except BaseException as exc:
                     tracker.recorder.finish(handle, error_type=error_type_of(exc), exception=exc)
                     raise
                 finally:
-                    if token is not None:
-                        current_call.reset(token)
+                    tracker.leave(token)
                 tracker.recorder.finish(handle, result=result)
                 return result
 

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import anyio
-
 from mcp_tracking._logging import warn_once
-from mcp_tracking.adapters._common import error_type_of, payload_of, str_or_none, text_of
+from mcp_tracking.adapters._common import error_type_of, payload_of, run_call, str_or_none, text_of
 from mcp_tracking.client import AnalyticsClient
-from mcp_tracking.core.recorder import CallInfo, Recorder, TrackingOptions, current_call
+from mcp_tracking.core.recorder import CallInfo, Recorder, TrackingOptions
 
 try:
     from fastmcp.server.middleware import Middleware
@@ -30,6 +28,17 @@ try:
     from fastmcp.server.dependencies import get_access_token as _fastmcp_token
 except ImportError:  # pragma: no cover
     _fastmcp_token = None  # type: ignore[assignment]
+
+
+def _error_type(exc: BaseException) -> str:
+    """fastmcp reports failures as exceptions: unknown tool, invalid arguments, the tool's own error."""
+    name = type(exc).__name__
+    if name == "NotFoundError":
+        return "unknown_tool"
+    if name == "ValidationError":
+        return "validation_error"
+    kind = error_type_of(exc)
+    return "tool_error" if name == "ToolError" and kind == "execution_error" else kind
 
 
 class FastMCPTrackingMiddleware(Middleware):  # type: ignore[misc]
@@ -103,35 +112,9 @@ class FastMCPTrackingMiddleware(Middleware):  # type: ignore[misc]
                           exc_info=True)
         if handle is not None and handle.reject is not None:
             return ToolResult(content=handle.reject, is_error=True)
-        timeout = self.recorder.options.timeout
-        token = current_call.set(handle) if handle is not None else None
-        try:
-            if timeout is not None:
-                with anyio.fail_after(timeout):
-                    result = await call_next(context)
-            else:
-                result = await call_next(context)
-        except TimeoutError as exc:
-            if timeout is None or handle is None:
-                self.recorder.finish(handle, error_type=error_type_of(exc), exception=exc)
-                raise
-            msg = f"Tool {name!r} timed out after {timeout:g} s."
-            self.recorder.finish(handle, error_type="timeout", error_message=msg, exception=exc)
-            return ToolResult(content=msg, is_error=True)
-        except BaseException as exc:
-            kind = error_type_of(exc)
-            cls = type(exc).__name__
-            if cls == "NotFoundError":
-                kind = "unknown_tool"
-            elif cls == "ValidationError":
-                kind = "validation_error"
-            elif cls == "ToolError" and kind == "execution_error":
-                kind = "tool_error"
-            self.recorder.finish(handle, error_type=kind, exception=exc)
-            raise
-        finally:
-            if token is not None:
-                current_call.reset(token)
+        result = await run_call(self.recorder, handle, name, lambda: call_next(context),
+                                timeout_answer=lambda text: ToolResult(content=text, is_error=True),
+                                classify=_error_type)
         if handle is not None:
             try:
                 if getattr(result, "is_error", False):

@@ -11,12 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import anyio
-
 from mcp_tracking._logging import warn_once
-from mcp_tracking.adapters._common import error_type_of, payload_of, str_or_none, text_of
+from mcp_tracking.adapters._common import payload_of, run_call, str_or_none, text_of, tool_manager_lookup
 from mcp_tracking.client import AnalyticsClient
-from mcp_tracking.core.recorder import CallInfo, Recorder, TrackingOptions, current_call
+from mcp_tracking.core.recorder import CallInfo, Recorder, TrackingOptions
 
 MARK = "__mcp_tracking_hook__"
 
@@ -54,14 +52,6 @@ class V1Hook:
         if client.mcp_name is None:
             client.mcp_name = getattr(server, "name", None)
 
-    def _lookup(self, name: str) -> tuple[bool, Any, Any]:
-        manager = getattr(self.server, "_tool_manager", None)
-        if manager is None:
-            return True, None, None
-        tool = manager.get_tool(name)
-        return tool is not None, (tool.parameters if tool is not None else None), \
-            (lambda: [t.name for t in manager.list_tools()])
-
     def _info(self, req: Any, name: str, args: Any) -> CallInfo:
         try:
             rc = self.lowlevel.request_context
@@ -93,33 +83,13 @@ class V1Hook:
         args = getattr(req.params, "arguments", None) or {}
         handle = None
         try:
-            known, schema, names = self._lookup(name)
+            known, schema, names = tool_manager_lookup(self.server, name)
             handle = self.recorder.begin(self._info(req, name, args), known=known, schema=schema, available=names)
         except Exception:
             warn_once("v1-begin", "mcp_tracking: could not track a tools/call; it proceeds untracked", exc_info=True)
         if handle is not None and handle.reject is not None:
             return _error(handle.reject)
-        timeout = self.recorder.options.timeout
-        token = current_call.set(handle) if handle is not None else None
-        try:
-            if timeout is not None:
-                with anyio.fail_after(timeout):
-                    result = await self.original(req)
-            else:
-                result = await self.original(req)
-        except TimeoutError as exc:
-            if timeout is None or handle is None:
-                self.recorder.finish(handle, error_type=error_type_of(exc), exception=exc)
-                raise
-            msg = f"Tool {name!r} timed out after {timeout:g} s."
-            self.recorder.finish(handle, error_type="timeout", error_message=msg, exception=exc)
-            return _error(msg)
-        except BaseException as exc:
-            self.recorder.finish(handle, error_type=error_type_of(exc), exception=exc)
-            raise
-        finally:
-            if token is not None:
-                current_call.reset(token)
+        result = await run_call(self.recorder, handle, name, lambda: self.original(req), timeout_answer=_error)
         if handle is not None:
             try:
                 root = getattr(result, "root", result)

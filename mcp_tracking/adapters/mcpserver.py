@@ -13,12 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import anyio
-
 from mcp_tracking._logging import warn_once
-from mcp_tracking.adapters._common import error_type_of, payload_of, str_or_none, text_of
+from mcp_tracking.adapters._common import payload_of, run_call, str_or_none, text_of, tool_manager_lookup
 from mcp_tracking.client import AnalyticsClient
-from mcp_tracking.core.recorder import CallInfo, Recorder, TrackingOptions, current_call
+from mcp_tracking.core.recorder import CallInfo, Recorder, TrackingOptions
 
 try:  # mcp >= 2
     from mcp_types import SERVER_INFO_META_KEY, CallToolResult, TextContent
@@ -136,15 +134,6 @@ class TrackingMiddleware:
 
     # -- facts -----------------------------------------------------------------------------------
 
-    def _lookup(self, name: str) -> tuple[bool, Any, Any]:
-        """(known, input schema, names callable) from the server's live tool manager."""
-        manager = getattr(self.server, "_tool_manager", None)
-        if manager is None:
-            return True, None, None
-        tool = manager.get_tool(name)
-        return tool is not None, (tool.parameters if tool is not None else None), \
-            (lambda: [t.name for t in manager.list_tools()])
-
     # -- the middleware --------------------------------------------------------------------------
 
     async def __call__(self, ctx: Any, call_next: Any) -> Any:
@@ -158,7 +147,7 @@ class TrackingMiddleware:
             return await call_next(ctx)  # malformed: the SDK answers -32602 itself
         handle = None
         try:
-            known, schema, names = self._lookup(name)
+            known, schema, names = tool_manager_lookup(self.server, name)
             info = call_info(ctx, name, args or {}, recorder=self.recorder,
                              mcp_name=self.client.mcp_name or getattr(self.server, "name", None))
             handle = self.recorder.begin(info, known=known, schema=schema,
@@ -171,27 +160,8 @@ class TrackingMiddleware:
                 return error_result(ctx, self.server, handle.reject)
             except Exception:
                 warn_once("mcpserver-reject", "mcp_tracking: could not build the corrective answer", exc_info=True)
-        timeout = self.recorder.options.timeout
-        token = current_call.set(handle) if handle is not None else None
-        try:
-            if timeout is not None:
-                with anyio.fail_after(timeout):
-                    result = await call_next(ctx)
-            else:
-                result = await call_next(ctx)
-        except TimeoutError as exc:
-            if timeout is None or handle is None:
-                self.recorder.finish(handle, error_type=error_type_of(exc), exception=exc)
-                raise
-            message = f"Tool {name!r} timed out after {timeout:g} s."
-            self.recorder.finish(handle, error_type="timeout", error_message=message, exception=exc)
-            return error_result(ctx, self.server, message)
-        except BaseException as exc:
-            self.recorder.finish(handle, error_type=error_type_of(exc), exception=exc)
-            raise
-        finally:
-            if token is not None:
-                current_call.reset(token)
+        result = await run_call(self.recorder, handle, name, lambda: call_next(ctx),
+                                timeout_answer=lambda text: error_result(ctx, self.server, text))
         if handle is not None:
             self._finish(handle, result)
         return result
