@@ -110,13 +110,23 @@ def cmd_status(args: argparse.Namespace) -> int:
     from mcp_tracking.report.dashboard import time_span
 
     span = time_span(sink, {k: v for k, v in _filters(args).items()})
-    info = {"store": args.db, "events": t.events, "sessions": t.sessions, "tool_calls": t.tool_calls,
-            "first_event": span[0].isoformat() if span else None, "last_event": span[1].isoformat() if span else None}
+    info: dict[str, Any] = {
+        "store": args.db, "events": t.events, "sessions": t.sessions, "tool_calls": t.tool_calls,
+        "first_event": span[0].isoformat() if span else None, "last_event": span[1].isoformat() if span else None}
+    read_health = getattr(sink, "read_health", None)
+    processes = read_health() if read_health is not None else []
     if args.format == "json":
-        print(json.dumps(info, indent=2))
-    else:
-        for k, v in info.items():
-            print(f"{k:>12}: {v}")
+        print(json.dumps({**info, "writers": processes}, indent=2))
+        return 0
+    for k, v in info.items():
+        print(f"{k:>12}: {v}")
+    if processes:
+        from mcp_tracking.report.text import table
+
+        keys = ["accepted", "written", "spooled", "replayed", "dropped", "failed_events", "queue_depth"]
+        print(table(["writer (host:pid)", "updated", *keys],
+                    [[p["process"].rsplit(":", 1)[0], p["updated_at"][:19], *[p.get(k, 0) for k in keys]]
+                     for p in processes], title="\nEmitters writing to this store (their last report)"))
     return 0
 
 

@@ -56,8 +56,10 @@ def test_report_formats(demo_dir):
     assert rows[0] == ["metric", "value", "details"] and rows[1][0] == "task_completion_rate"
     by_user = json.loads(run("report", "--format", "json", "--breakdown", "user", cwd=d).stdout)
     assert len(by_user["breakdown"]) == 9
-    status = run("status", "--format", "json", cwd=d)
-    assert json.loads(status.stdout)["sessions"] == 48
+    status = json.loads(run("status", "--format", "json", cwd=d).stdout)
+    assert status["sessions"] == 48
+    writer = status["writers"][0]  # the demo process reported its emitter's counters into the store
+    assert writer["accepted"] == writer["written"] == status["events"] and writer["dropped"] == 0
 
 
 def test_errors_are_one_clear_line(tmp_path, demo_dir):

@@ -9,6 +9,7 @@ into the caller.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 import weakref
@@ -26,6 +27,7 @@ DEFAULT_MAX_QUEUE_SIZE = 50_000
 DEFAULT_BATCH_SIZE = 1000
 DEFAULT_FLUSH_INTERVAL = 0.5
 DEFAULT_RETRY_TIMEOUT = 60.0
+HEALTH_INTERVAL = 10.0
 MAX_BACKOFF = 2.0
 
 
@@ -116,6 +118,7 @@ class Emitter:
         self._stats = EmitterStats()
         self._closed = False
         self._worker: threading.Thread | None = None
+        self._health_at = time.monotonic()
 
     # -- request path ----------------------------------------------------------------------------
 
@@ -236,8 +239,21 @@ class Emitter:
                         cb()
                     except Exception:
                         warn_once("tick", "mcp_tracking: periodic task %r failed", cb, exc_info=True)
+            if now - self._health_at >= HEALTH_INTERVAL or (self._closed and not self._queue):
+                self._write_health(now)
             if self._closed and not self._queue:
                 return
+
+    def _write_health(self, now: float) -> None:
+        """Record this process's counters in the store, where it can (SQLite, PostgreSQL)."""
+        self._health_at = now
+        write = getattr(self.sink, "write_health", None)
+        if write is None or self._stats.accepted == 0:
+            return
+        try:
+            write(f"{socket.gethostname()}:{os.getpid()}:{id(self):x}", self.stats.as_dict())
+        except Exception:
+            warn_once("health", "mcp_tracking: could not record emitter health in %r", self.sink, exc_info=True)
 
     def _take_batch(self) -> list[EventRecord]:
         queue = self._queue

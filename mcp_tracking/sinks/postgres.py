@@ -55,6 +55,8 @@ DDL = (
     "CREATE INDEX IF NOT EXISTS raw_analytics_event ON raw_analytics (event_name, tool_name, execution_time_ms)",
     "CREATE INDEX IF NOT EXISTS raw_analytics_created ON raw_analytics (created_at)",
     "CREATE TABLE IF NOT EXISTS mcp_tracking_meta (key text PRIMARY KEY, value text NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS mcp_tracking_health (process text PRIMARY KEY, updated_at timestamptz NOT NULL, "
+    "stats jsonb NOT NULL)",
 )
 _COPY_DIRECT = f"COPY raw_analytics ({', '.join(COLUMNS)}) FROM STDIN"
 _COPY_STAGE = f"COPY raw_analytics_stage ({', '.join(COLUMNS)}) FROM STDIN"
@@ -169,6 +171,31 @@ class PostgresSink:
 
     def flush(self) -> None:
         return None  # each batch is committed by write()
+
+    def write_health(self, process: str, stats: dict[str, Any]) -> None:
+        """Record one process's emitter counters (``mcp-tracking status`` shows them)."""
+        with self._lock:
+            conn = self._writer()
+            try:
+                conn.execute("INSERT INTO mcp_tracking_health VALUES (%s, now(), %s) ON CONFLICT (process) "
+                             "DO UPDATE SET updated_at = excluded.updated_at, stats = excluded.stats",
+                             (process, dumps_str(stats)))
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+
+    def read_health(self) -> list[dict[str, Any]]:
+        conn = self.connect_read()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT to_regclass('mcp_tracking_health')")
+                if cur.fetchone()[0] is None:
+                    return []
+                cur.execute("SELECT process, updated_at, stats FROM mcp_tracking_health ORDER BY updated_at DESC")
+                return [{"process": p, "updated_at": u.isoformat(), **s} for p, u, s in cur.fetchall()]
+        finally:
+            conn.close()
 
     def close(self) -> None:
         with self._lock:

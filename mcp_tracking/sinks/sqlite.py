@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,8 @@ DDL = (
     "ON raw_analytics (event_name, tool_name, execution_time_ms, session_id, success)",
     "CREATE INDEX IF NOT EXISTS raw_analytics_created ON raw_analytics (created_at)",
     "CREATE TABLE IF NOT EXISTS mcp_tracking_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS mcp_tracking_health (process TEXT PRIMARY KEY, updated_at TEXT NOT NULL, "
+    "stats TEXT NOT NULL)",
 )
 
 INSERT = (
@@ -141,6 +143,24 @@ class SQLiteSink:
 
     def flush(self) -> None:
         return None  # each batch is committed by write()
+
+    def write_health(self, process: str, stats: dict[str, Any]) -> None:
+        """Record one process's emitter counters (``mcp-tracking status`` shows them)."""
+        with self._lock:
+            conn = self._writer()
+            conn.execute("INSERT OR REPLACE INTO mcp_tracking_health VALUES (?, ?, ?)",
+                         (process, format_timestamp(datetime.now(timezone.utc)), dumps_str(stats)))
+
+    def read_health(self) -> list[dict[str, Any]]:
+        conn = self.connect_read()
+        try:
+            rows = conn.execute("SELECT process, updated_at, stats FROM mcp_tracking_health "
+                                "ORDER BY updated_at DESC").fetchall()
+        except sqlite3.OperationalError:
+            return []
+        finally:
+            conn.close()
+        return [{"process": p, "updated_at": u, **loads(s)} for p, u, s in rows]
 
     def close(self) -> None:
         with self._lock:
