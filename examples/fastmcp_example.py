@@ -2,6 +2,7 @@
 
     python examples/fastmcp_example.py          # in-process demo
     python examples/fastmcp_example.py stdio    # serve over stdio
+    python examples/fastmcp_example.py http 8766  # serve streamable HTTP on 127.0.0.1:8766/mcp
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ async def demo() -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["stdio"]:
         server.run("stdio", show_banner=False)
+    elif sys.argv[1:2] == ["http"]:
+        server.run("http", host="127.0.0.1", port=int(sys.argv[2]), show_banner=False)
     else:
         import anyio
 

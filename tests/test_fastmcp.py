@@ -113,3 +113,28 @@ async def test_fastmcp_stdio_subprocess(tmp_path):
         assert not (await c.call_tool_mcp("get_leaderboard", {"benchmark": "mmlu"})).is_error
     result = compute_metrics(f"sqlite:///{db}")
     assert result.totals.hallucinations == 1 and result.totals.completed_calls == 1
+
+
+@pytest.mark.slow
+async def test_fastmcp_streamable_http_both_eras(tmp_path):
+    """fastmcp over streamable HTTP: legacy sessions from Mcp-Session-Id, 2026-07-28 ones from the connection."""
+    from helpers import free_port, server_process
+
+    from mcp_tracking.sinks import SQLiteSink
+
+    port = free_port()
+    db = tmp_path / "fm_http.db"
+    with server_process([str(ROOT / "examples" / "fastmcp_example.py"), "http", str(port)], port=port,
+                        env={"MCP_TRACKING_URL": f"sqlite:///{db}"}):
+        for mode in ("auto", "legacy"):
+            async with Client(f"http://127.0.0.1:{port}/mcp", mode=mode) as c:
+                r = await c.call_tool_mcp("getLeaderboard", {"benchmark": "mmlu"})
+                assert "Did you mean 'get_leaderboard'?" in r.content[0].text
+                await c.call_tool_mcp("get_leaderboard", {"benchmark": "mmlu"})
+    events = list(SQLiteSink(db).iter_events())
+    starts = [e for e in events if e["event_name"] == "session_start"]
+    assert len(starts) == 2
+    for s in starts:
+        seqs = [e["metadata"]["call_sequence"] for e in events
+                if e["session_id"] == s["session_id"] and e["event_name"] == "tool_call_started"]
+        assert seqs == [1, 2]

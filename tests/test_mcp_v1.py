@@ -78,3 +78,40 @@ async def test_v1_stdio_subprocess(tmp_path):
         assert not (await s.call_tool("get_leaderboard", {"benchmark": "mmlu"})).isError
     result = compute_metrics(f"sqlite:///{db}")
     assert result.totals.hallucinations == 1 and result.totals.completed_calls == 1
+
+
+V1_HTTP_SERVER = """
+import sys
+from mcp.server.fastmcp import FastMCP
+from mcp_tracking import AnalyticsClient, instrument
+from mcp_tracking.demo.server import TOOLS
+server = FastMCP("drea", host="127.0.0.1", port=int(sys.argv[1]), log_level="WARNING")
+for tool in TOOLS:
+    server.add_tool(tool)
+instrument(server, AnalyticsClient(sys.argv[2], mcp_name="drea"))
+server.run("streamable-http")
+"""
+
+
+async def test_v1_streamable_http(tmp_path):
+    """mcp 1.x over streamable HTTP: the session comes from Mcp-Session-Id; corrective answers arrive."""
+    from helpers import free_port, server_process
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    from mcp_tracking.sinks import SQLiteSink
+
+    port, db = free_port(), tmp_path / "v1_http.db"
+    script = tmp_path / "v1_server.py"
+    script.write_text(V1_HTTP_SERVER)
+    with server_process([str(script), str(port), f"sqlite:///{db}"], port=port):
+        async with streamable_http_client(f"http://127.0.0.1:{port}/mcp") as (r, w, get_id), ClientSession(r, w) as s:
+            await s.initialize()
+            res = await s.call_tool("list_modles", {})
+            assert "Did you mean 'list_models'?" in res.content[0].text
+            await s.call_tool("list_models", {})
+            session_id = get_id()
+    events = list(SQLiteSink(db).iter_events())
+    start = next(e for e in events if e["event_name"] == "session_start")
+    assert start["session_id"] == session_id and start["metadata"]["session_source"] == "transport"
+    assert [e["metadata"]["call_sequence"] for e in events if e["event_name"] == "tool_call_started"] == [1, 2]
