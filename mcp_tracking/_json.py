@@ -134,8 +134,3 @@ def params_hash(params: Any, key: bytes | None = None) -> str:
     on every replica so hashes compare across them), else it is random per process.
     """
     return hashlib.blake2b(canonical_bytes(params), key=key or _HASH_KEY, digest_size=16).hexdigest()
-
-
-def result_fingerprint(result: Any) -> str:
-    """Unkeyed short fingerprint of a tool result, kept in memory only (polling detection)."""
-    return hashlib.blake2b(canonical_bytes(result), digest_size=8).hexdigest()

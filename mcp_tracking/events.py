@@ -14,7 +14,7 @@ import os
 import time
 from datetime import datetime, timedelta, timezone
 from enum import Enum
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -321,11 +321,6 @@ class EventRecord:
         """Timezone-aware UTC, microsecond precision."""
         return us_to_datetime(self.ts_us)
 
-    @property
-    def created_at_text(self) -> str:
-        """ISO 8601 text with microseconds and ``+00:00`` (the stored form)."""
-        return format_us(self.ts_us)
-
     def to_dict(self) -> dict[str, Any]:
         """The stored form: ``created_at`` as ISO 8601 text with microseconds and ``+00:00``."""
         return {
@@ -415,5 +410,3 @@ def event_json_schemas() -> dict[str, Any]:
         "events": events,
     }
 
-
-Outcome = Literal["completed", "failed", "abandoned"]

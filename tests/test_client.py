@@ -153,3 +153,26 @@ def test_bound_session_is_the_current_one():
         assert sid == "mine" and client.get_current_session_id() == "mine"
     assert client.get_current_session_id() == default
     client.close(end_sessions=False)
+
+
+def test_the_other_explicit_helpers_emit_their_events():
+    """track_session_failed/abandoned, track_tool_call_retry, track_wrong_tool, track_answer_completeness."""
+    sink = MemorySink()
+    client = AnalyticsClient(sink)
+    client.track_tool_call_started("u", "t", {"a": 1}, session_id="s")
+    client.track_tool_call_retry("u", "t", {"a": 1}, original_call_sequence=1, session_id="s")
+    client.track_wrong_tool("u", "t", "t2", {"a": 1}, {"b": 2}, call_sequence=[1, 2], session_id="s")
+    client.track_answer_completeness("u", False, 0.5, ["has_result_data"], ["has_multiple_results"], "t", 1,
+                                     session_id="s")
+    client.track_session_failed("u", session_id="s")
+    client.track_session_abandoned("u", session_id="s2")
+    client.end_session("s")
+    client.flush()
+    by = {e["event_name"]: e["metadata"] for e in sink.events}
+    assert by["tool_call_retry"]["original_call_sequence"] == 1 and by["tool_call_retry"]["call_sequence"] == 2
+    assert by["wrong_tool_error"]["call_sequence"] == [1, 2]
+    assert by["answer_incomplete"]["checks_failed"] == ["has_multiple_results"]
+    assert by["session_failed"]["success"] is False and by["session_abandoned"]["success"] is False
+    names = [e["event_name"] for e in sink.events if e["session_id"] == "s"]
+    assert names.count("session_failed") == 1 and "session_abandoned" not in names  # no second outcome at end
+    client.close(end_sessions=False)

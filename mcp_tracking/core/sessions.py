@@ -66,10 +66,6 @@ class SessionState:
     identity_key: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
-    def next_sequence(self) -> int:
-        self.sequence += 1
-        return self.sequence
-
     def remember(self, key: tuple[str, str], entry: CallHistory) -> None:
         self.history[key] = entry
         self.history.move_to_end(key)

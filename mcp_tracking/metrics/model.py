@@ -81,14 +81,6 @@ def ratio(num: float | None, den: float | None, digits: int = 4) -> float | None
     return round(num / den, digits)
 
 
-def nearest_rank(sorted_values: list[float], p: float) -> float | None:
-    """The nearest-rank percentile: the value at rank ceil(p * n) (1-based). Same definition in SQL."""
-    if not sorted_values:
-        return None
-    k = max(1, math.ceil(p * len(sorted_values)))
-    return sorted_values[k - 1]
-
-
 def rank_offset(n: int, p: float) -> int:
     """0-based offset of the nearest-rank percentile among ``n`` sorted values."""
     return max(1, math.ceil(p * n)) - 1
