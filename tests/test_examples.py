@@ -23,7 +23,10 @@ def test_example_runs(name, tmp_path):
     if name.startswith("fastmcp"):
         pytest.importorskip("fastmcp")
     env = {**os.environ, "MCP_TRACKING_URL": f"sqlite:///{tmp_path}/ex.db"}
-    proc = subprocess.run([sys.executable, str(ROOT / "examples" / name)], capture_output=True, text=True,
-                          timeout=120, cwd=tmp_path, env=env)
+    try:
+        proc = subprocess.run([sys.executable, str(ROOT / "examples" / name)], capture_output=True, text=True,
+                              timeout=100, cwd=tmp_path, env=env)
+    except subprocess.TimeoutExpired as exc:  # say where it was stuck
+        pytest.fail(f"{name} did not finish in 100 s; stderr: {(exc.stderr or b'')[-3000:]!r}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert EXAMPLES[name] in proc.stdout
