@@ -242,14 +242,20 @@ class AnalyticsClient:
         user = str(user_id) if user_id is not None else "anonymous"
         try:
             with self.sessions.lock:
-                state, created = self.sessions.get_or_create(sid, user, mcp_name or self.mcp_name)
-                if created or not state.info.get("started"):
-                    state.info["started"] = True
-                    state.session_source = metadata.get("session_source", "explicit")
-                    self._emit("session_start", user, sid, state.mcp_name, {"session_source": "explicit", **metadata})
+                state, _ = self.sessions.get_or_create(sid, user, mcp_name or self.mcp_name)
+                self._start_locked(state, {"session_source": "explicit", "user_source": "explicit", **metadata})
         except Exception:
             warn_once("start_session", "mcp_tracking: start_session failed", exc_info=True)
         return sid
+
+    def _start_locked(self, state: SessionState, metadata: dict[str, Any]) -> None:
+        """``session_start``, once per session (call under the session store's lock)."""
+        if state.info.get("started"):
+            return
+        state.info["started"] = True
+        state.session_source = metadata.get("session_source")
+        state.user_source = metadata.get("user_source")
+        self._emit("session_start", state.user_id, state.session_id, state.mcp_name, metadata)
 
     def end_session(self, session_id: str | None = None, reason: str = "explicit") -> bool:
         """End a session now: its outcome (unless already given) and ``session_end``."""

@@ -209,15 +209,12 @@ class Recorder:
                 warn_once("on-conn", "mcp_tracking: could not watch the connection for its end", exc_info=True)
         store = client.sessions
         with store.lock:
-            state, created = store.get_or_create(sid, user, mcp)
-            if created or not state.info.get("started"):
-                state.info["started"] = True
-                state.session_source, state.user_source = session_source, user_source
-                client._emit("session_start", user, sid, mcp, {
-                    "client_name": info.client_name, "client_version": info.client_version,
-                    "protocol_version": info.protocol_version, "transport": info.transport,
-                    "session_source": session_source, "user_source": user_source,
-                })
+            state, _ = store.get_or_create(sid, user, mcp)
+            client._start_locked(state, {
+                "client_name": info.client_name, "client_version": info.client_version,
+                "protocol_version": info.protocol_version, "transport": info.transport,
+                "session_source": session_source, "user_source": user_source,
+            })
             seq = state.sequence + 1
             previous = state.last_call.tool_name if state.last_call is not None else None
             deferred = None
