@@ -17,7 +17,6 @@ from typing import Any
 from mcp_tracking.metrics.model import METRIC_KEYS, Aggregates, MetricsResult, Totals, derive, scope_of
 from mcp_tracking.sinks import sink_from_url
 from mcp_tracking.sinks.base import QueryableSink, Sink
-from mcp_tracking.sinks.sqlite import SQLiteSink
 
 __all__ = ["METRIC_KEYS", "Aggregates", "MetricsResult", "Totals", "compute_metrics"]
 
@@ -56,17 +55,8 @@ def compute_metrics(
                                "since": _aware(since), "until": _aware(until)}
     sink = source if isinstance(source, Sink) else sink_from_url(source, read_only=True)
     scope = scope_of(**filters)
-    if isinstance(sink, SQLiteSink):
-        from mcp_tracking.metrics import sqlite as sql
-
-        conn = sink.connect_read()
-        try:
-            agg = sql.aggregates(conn, filters, breakdown=breakdown)
-        finally:
-            conn.close()
-        return derive(agg, scope)
     compute_in_db = getattr(sink, "compute_aggregates", None)
-    if compute_in_db is not None:  # PostgreSQL
+    if compute_in_db is not None:  # SQL stores count in the database
         return derive(compute_in_db(filters, breakdown=breakdown), scope)
     if isinstance(sink, QueryableSink):
         from mcp_tracking.metrics import python as twin

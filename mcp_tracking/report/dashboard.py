@@ -19,7 +19,6 @@ from mcp_tracking.metrics.model import MetricsResult
 from mcp_tracking.report.text import LABELS, PERCENT, fmt
 from mcp_tracking.sinks import sink_from_url
 from mcp_tracking.sinks.base import QueryableSink, Sink
-from mcp_tracking.sinks.sqlite import SQLiteSink, where_clause
 
 PALETTE = ["#4f46e5", "#0ea5e9", "#10b981", "#f59e0b", "#ef4444", "#8b5cf6", "#14b8a6", "#ec4899"]
 TREND_KEYS = ["task_completion_rate", "semantic_clarity_score", "retry_rate", "schema_violation_rate",
@@ -177,15 +176,7 @@ def time_span(sink: Sink, filters: dict[str, Any]) -> tuple[datetime, datetime] 
     """First and last ``created_at`` within the filters (SQL where the store has it)."""
     from mcp_tracking.events import parse_timestamp
 
-    if isinstance(sink, SQLiteSink):
-        where, params = where_clause(**filters)
-        conn = sink.connect_read()
-        try:
-            lo, hi = conn.execute(f"SELECT MIN(created_at), MAX(created_at) FROM raw_analytics {where}",
-                                  params).fetchone()
-        finally:
-            conn.close()
-    elif hasattr(sink, "time_span"):
+    if hasattr(sink, "time_span"):  # SQL stores answer in the database
         got = sink.time_span(filters)
         if got is None:
             return None

@@ -219,6 +219,27 @@ class SQLiteSink:
         finally:
             conn.close()
 
+    def compute_aggregates(self, filters: dict[str, Any], *, breakdown: str | None = None) -> Any:
+        """The metrics' counts, computed in SQLite (see :mod:`mcp_tracking.metrics.sqlite`)."""
+        from mcp_tracking.metrics import sqlite as sql
+
+        conn = self.connect_read()
+        try:
+            return sql.aggregates(conn, filters, breakdown=breakdown)
+        finally:
+            conn.close()
+
+    def time_span(self, filters: dict[str, Any]) -> tuple[str, str] | None:
+        """First and last ``created_at`` within the filters."""
+        where, params = where_clause(**filters)
+        conn = self.connect_read()
+        try:
+            lo, hi = conn.execute(f"SELECT MIN(created_at), MAX(created_at) FROM raw_analytics {where}",
+                                  params).fetchone()
+        finally:
+            conn.close()
+        return None if lo is None else (lo, hi)
+
     def count(self) -> int:
         conn = self.connect_read()
         try:
