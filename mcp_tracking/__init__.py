@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from mcp_tracking.adapters.instrument import instrument
     from mcp_tracking.adapters.mcpserver import TrackingMiddleware
     from mcp_tracking.metrics import MetricsResult, compute_metrics
+    from mcp_tracking.sinks.fanout import FanoutSink
+    from mcp_tracking.sinks.otel import OTelSink
+    from mcp_tracking.sinks.postgres import PostgresSink
 
 __version__ = "0.1.0"
 
@@ -29,6 +32,9 @@ _LAZY = {
     "track_tool": "mcp_tracking.adapters.decorator",
     "instrument": "mcp_tracking.adapters.instrument",
     "compute_metrics": "mcp_tracking.metrics",
+    "FanoutSink": "mcp_tracking.sinks.fanout",
+    "OTelSink": "mcp_tracking.sinks.otel",
+    "PostgresSink": "mcp_tracking.sinks.postgres",
     "MetricsResult": "mcp_tracking.metrics",
 }
 
@@ -48,10 +54,13 @@ __all__ = [
     "CallInfo",
     "EventName",
     "EventRecord",
+    "FanoutSink",
     "FastMCPTrackingMiddleware",
     "JSONLSink",
     "MemorySink",
     "MetricsResult",
+    "OTelSink",
+    "PostgresSink",
     "Processor",
     "Recorder",
     "SQLiteSink",

@@ -151,10 +151,13 @@ class AnalyticsClient:
             return False
 
     def _emit(self, name: str, user_id: str, session_id: str | None, mcp_name: Any,
-              metadata: dict[str, Any]) -> bool:
+              metadata: dict[str, Any], context: dict[str, Any] | None = None) -> bool:
         if mcp_name is not None and not isinstance(mcp_name, str):
             mcp_name = str(mcp_name)
-        return self.emitter.emit(EventRecord(name, user_id, session_id, mcp_name, metadata))
+        record = EventRecord(name, user_id, session_id, mcp_name, metadata)
+        if context is not None:
+            record.call_context = context
+        return self.emitter.emit(record)
 
     def _observe(self, state: SessionState, name: str, md: dict[str, Any]) -> None:
         """Update the session's in-memory state from an event passing through ``track()``."""
@@ -413,15 +416,19 @@ class AnalyticsClient:
         return True, entry.retries, entry.first_sequence, reason
 
     def _wrong_tool_locked(self, state: SessionState, user: str, mcp: str | None, tool: str, params: Any,
-                           seq: int) -> None:
+                           seq: int) -> dict[str, Any] | None:
+        """``wrong_tool_error`` when the session's last call failed and this one goes to another tool."""
         last = state.last_call
         if last is not None and last.failed and last.tool_name != tool:
-            self._track_locked(state, "wrong_tool_error", user, mcp, {
+            md = {
                 "first_tool_name": last.tool_name, "second_tool_name": tool,
                 "first_tool_params": last.tool_params, "second_tool_params": params,
                 "detection_pattern": "retry_with_different_tool", "call_sequence": [last.sequence, seq],
                 "first_error_type": last.error_type,
-            })
+            }
+            self._track_locked(state, "wrong_tool_error", user, mcp, md)
+            return md
+        return None
 
     def track_tool_usage(
         self,

@@ -278,8 +278,8 @@ def uuid7(unix_ms: int | None = None) -> str:
 class EventRecord:
     """An event as queued: cheap to build on the request path; serialised on the worker."""
 
-    __slots__ = ("_event_id", "event_name", "mcp_name", "metadata", "metadata_json", "schema_version", "session_id",
-                 "ts_us", "user_id")
+    __slots__ = ("_event_id", "call_context", "event_name", "mcp_name", "metadata", "metadata_json", "schema_version",
+                 "session_id", "ts_us", "user_id")
 
     def __init__(
         self,
@@ -303,6 +303,8 @@ class EventRecord:
         self.metadata = metadata
         self.metadata_json: bytes | None = None  # set by the processors: the stored form of ``metadata``
         self.schema_version = schema_version
+        #: facts of the tool call that are not stored (trace context, request id), for sinks that want them
+        self.call_context: dict[str, Any] | None = None
 
     @property
     def event_id(self) -> str:

@@ -29,6 +29,11 @@ try:
 except ImportError:  # pragma: no cover
     _fastmcp_token = None  # type: ignore[assignment]
 
+try:  # our manifest lookups must not open (or rename) fastmcp's spans: the request's span is the call's
+    from fastmcp.telemetry import suppress_fastmcp_telemetry as _quiet
+except ImportError:  # pragma: no cover - older fastmcp
+    from contextlib import nullcontext as _quiet
+
 
 def _error_type(exc: BaseException) -> str:
     """fastmcp reports failures as exceptions: unknown tool, invalid arguments, the tool's own error."""
@@ -99,11 +104,12 @@ class FastMCPTrackingMiddleware(Middleware):  # type: ignore[misc]
         if isinstance(name, str):
             try:
                 server = fc.fastmcp if fc is not None else None
-                tool = await server.get_tool(name) if server is not None else None
-                known = tool is not None or server is None
                 names: list[str] = []
-                if not known:
-                    names = [t.name for t in await server.list_tools()]
+                with _quiet():
+                    tool = await server.get_tool(name) if server is not None else None
+                    known = tool is not None or server is None
+                    if not known:
+                        names = [t.name for t in await server.list_tools()]
                 handle = self.recorder.begin(
                     self._info(fc, server, name, args), known=known,
                     schema=getattr(tool, "parameters", None), available=lambda: names)

@@ -104,7 +104,7 @@ def call_info(ctx: Any, name: str, args: Any, *, mcp_name: str | None, recorder:
         auth_client_id=str_or_none(getattr(token, "client_id", None)) if token is not None else None,
         client_name=str_or_none(client_name), client_version=str_or_none(client_version),
         protocol_version=version, transport=transport, request_id=ctx.request_id,
-        mcp_name=mcp_name, on_new_connection=on_new,
+        mcp_name=mcp_name, on_new_connection=on_new, framework_span=True,
     )
 
 

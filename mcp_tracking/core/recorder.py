@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from mcp_tracking._json import canonical_bytes, params_hash
+from mcp_tracking._json import canonical_bytes, dumps, params_hash
 from mcp_tracking._logging import warn_once
 from mcp_tracking.core import completeness as _completeness
 from mcp_tracking.core.identity import (
@@ -46,6 +46,7 @@ current_call: contextvars.ContextVar[CallHandle | None] = contextvars.ContextVar
 
 ValidationMode = Literal["enforce", "observe", "off"]
 MAX_FINGERPRINT_BYTES = 1 << 20
+MAX_RESULT_ATTRIBUTE = 4096  # characters of a result put on a span (record_results only)
 
 
 @dataclass
@@ -104,6 +105,8 @@ class CallInfo:
     request_id: Any = None
     mcp_name: str | None = None
     on_new_connection: Callable[[str], None] | None = None
+    #: the framework wraps the call in its own SERVER span (MCPServer, fastmcp): enrich it, never duplicate it
+    framework_span: bool = False
 
 
 @dataclass(slots=True)
@@ -122,6 +125,7 @@ class CallHandle:
     reject_kind: str | None = None
     deferred_retry: CallHistory | None = None
     finished: bool = False
+    span: Any = None  # the framework's live span, enriched with our events (OpenTelemetry sink only)
 
 
 class Recorder:
@@ -133,6 +137,8 @@ class Recorder:
         self.validators = ValidatorCache()
         self._polling = frozenset(self.options.polling_tools) | client.polling_tools
         self._meta_keys = frozenset(self.options.session_meta_keys) | frozenset(self.options.user_meta_keys)
+        #: the OpenTelemetry sink, when the client writes to one (it wants per-call trace context)
+        self._otel: Any = getattr(client.sink, "call_context_consumer", None)
 
     # -- identity --------------------------------------------------------------------------------
 
@@ -207,6 +213,11 @@ class Recorder:
                 info.on_new_connection(sid)
             except Exception:
                 warn_once("on-conn", "mcp_tracking: could not watch the connection for its end", exc_info=True)
+        otel = self._otel
+        span = context = None
+        if otel is not None:
+            span, context = self._trace_context(otel, info, session_source)
+        retry_md = wrong_md = None
         store = client.sessions
         with store.lock:
             state, _ = store.get_or_create(sid, user, mcp)
@@ -227,26 +238,68 @@ class Recorder:
                     entry.retries += 1
                     is_retry, attempt = True, entry.retries
                     reason = "duplicate_in_flight" if entry.last_outcome == "pending" else entry.last_outcome
-                    client._track_locked(state, "tool_call_retry", user, mcp, {
+                    retry_md = {
                         "tool_name": tool, "tool_params": params, "params_hash": phash,
                         "original_call_sequence": entry.first_sequence, "retry_attempt": attempt,
                         "retry_reason": reason, "call_sequence": seq,
-                    })
+                    }
+                    client._track_locked(state, "tool_call_retry", user, mcp, retry_md)
             last = state.last_call
             if last is not None and last.failed and last.tool_name != tool:
-                client._wrong_tool_locked(state, user, mcp, tool, params, seq)
+                wrong_md = client._wrong_tool_locked(state, user, mcp, tool, params, seq)
             state.call_started(tool, params, phash, seq)
             client._emit("tool_call_started", user, sid, mcp, {
                 "tool_name": tool, "tool_params": params, "call_sequence": seq, "is_retry": is_retry,
                 "retry_attempt": attempt, "previous_tool_name": previous, "params_hash": phash,
                 "mcp_tool_available": known,
-            })
+            }, context)
         handle = CallHandle(state, user, mcp, tool, params, phash, seq, time.perf_counter(), deferred_retry=deferred)
+        if span is not None:
+            self._open_span(otel, span, handle, session_source, retry_md, wrong_md)
         if not known and self.options.check_manifest:
             self._hallucinated(handle, available)
         elif known and schema is not None and self.options.validation != "off":
             self._validate(handle, schema)
         return handle
+
+    def _trace_context(self, otel: Any, info: CallInfo, session_source: str) -> tuple[Any, dict[str, Any]]:
+        """The framework's live span to enrich, or the facts the sink needs to build the span itself."""
+        span = otel.live_span() if info.framework_span else None
+        if span is not None:
+            return span, {"enriched": True}
+        context: dict[str, Any] = {"request_id": info.request_id, "protocol_version": info.protocol_version,
+                                   "transport": info.transport, "session_source": session_source}
+        meta = info.meta
+        if meta:
+            for key in ("traceparent", "tracestate"):
+                value = meta.get(key)
+                if isinstance(value, str):
+                    context[key] = value
+        return None, context
+
+    def _open_span(self, otel: Any, span: Any, handle: CallHandle, session_source: str,
+                   retry_md: dict[str, Any] | None, wrong_md: dict[str, Any] | None) -> None:
+        try:
+            args = self._sanitized(handle.params) if otel.record_arguments else None
+            otel.open_live(span, handle.tool_name, handle.state.session_id, handle.sequence, session_source, args)
+            if retry_md is not None:
+                otel.live_event(span, "tool_call_retry", retry_md)
+            if wrong_md is not None:
+                otel.live_event(span, "wrong_tool_error", wrong_md)
+            handle.span = span
+        except Exception:
+            warn_once("otel-live", "mcp_tracking: could not enrich the framework's span", exc_info=True)
+
+    def _sanitized(self, value: Any) -> str:
+        """``value`` as the store would keep it (the client's redaction and caps applied), as JSON text."""
+        from mcp_tracking.events import EventRecord
+
+        record: EventRecord | None = EventRecord("tool_call_started", "", None, None, {"tool_params": value})
+        for proc in self.client.emitter.processors:
+            if record is None:
+                return "null"
+            record = proc(record)
+        return dumps(record.metadata.get("tool_params")).decode() if record is not None else "null"
 
     def _hallucinated(self, handle: CallHandle, available: Callable[[], Sequence[str]] | None) -> None:
         names = list(available()) if available is not None else []
@@ -295,6 +348,11 @@ class Recorder:
         """Record the outcome of a call that ran. Never raises."""
         if handle is None or handle.finished:
             return
+        if handle.span is not None:  # the framework may have set its own per-request id meanwhile (fastmcp)
+            try:
+                handle.span.set_attribute("mcp.session.id", handle.state.session_id)
+            except Exception:
+                warn_once("otel-live", "mcp_tracking: could not enrich the framework's span", exc_info=True)
         try:
             self._finish(handle, error_type, error_message, result, exception)
         except Exception:
@@ -326,7 +384,7 @@ class Recorder:
                 "tool_name": handle.tool_name, "tool_params": handle.params, "success": True,
                 "execution_time_ms": elapsed, "call_sequence": handle.sequence, "params_hash": handle.params_hash,
                 "result_size": len(payload),
-            })
+            }, self._result_context(handle, payload) if self._otel is not None else None)
         checks = self.options.completeness.get(handle.tool_name)
         if checks:
             report = _completeness.evaluate(checks, result, threshold=self.options.completeness_threshold)
@@ -335,6 +393,19 @@ class Recorder:
                 "checks_passed": report.passed, "checks_failed": report.failed, "tool_name": handle.tool_name,
                 "result_count": report.result_count, "call_sequence": handle.sequence,
             })
+
+    def _result_context(self, handle: CallHandle, payload: bytes) -> dict[str, Any] | None:
+        """The result for the OpenTelemetry span, when the user opted in (capped)."""
+        if not self._otel.record_results:
+            return None
+        text = payload[:MAX_RESULT_ATTRIBUTE].decode("utf-8", "replace")
+        if handle.span is not None:
+            try:
+                handle.span.set_attribute("gen_ai.tool.call.result", text)
+            except Exception:
+                warn_once("otel-live", "mcp_tracking: could not enrich the framework's span", exc_info=True)
+            return None
+        return {"result": text}
 
     def _resolve_deferred(self, handle: CallHandle, fingerprint: str | None) -> None:
         """A repeat of an earlier success: a retry if it failed or returned the same result; else polling."""
@@ -364,6 +435,14 @@ class Recorder:
     def _emit(self, handle: CallHandle, name: str, metadata: dict[str, Any]) -> None:
         with self.client.sessions.lock:
             self.client._track_locked(handle.state, name, handle.user_id, handle.mcp_name, metadata)
+        if handle.span is not None:
+            try:
+                if name == "tool_call_failed":
+                    handle.span.set_attribute("mcp_tracking.error_type", str(metadata.get("error_type")))
+                else:
+                    self._otel.live_event(handle.span, name, metadata)
+            except Exception:
+                warn_once("otel-live", "mcp_tracking: could not enrich the framework's span", exc_info=True)
 
     def end_connection(self, session_id: str) -> None:
         """The connection behind a ``connection`` session closed: end the session now."""

@@ -39,10 +39,18 @@ def sink_from_url(url: str | os.PathLike[str] | None = None, *, read_only: bool 
     """Build a sink from a URL.
 
     ``sqlite:///path.db`` (relative), ``sqlite:////abs/path.db``, ``jsonl:///path.jsonl``, ``memory://``,
-    ``postgresql://user@host/db``; a plain path ending in ``.db``/``.sqlite``/``.jsonl`` also works.
-    ``None`` means :func:`default_url`.
+    ``postgresql://user@host/db``, ``otel://`` (OpenTelemetry through the global tracer provider); a plain
+    path ending in ``.db``/``.sqlite``/``.jsonl`` also works. Several URLs separated by commas write to all
+    of them (a :class:`~mcp_tracking.sinks.fanout.FanoutSink`; the first is read back). ``None`` means
+    :func:`default_url`.
     """
     text = str(url) if url is not None else default_url()
+    if "," in text and "://" in text:
+        from mcp_tracking.sinks.fanout import FanoutSink
+
+        parts = [part.strip() for part in text.split(",") if part.strip()]
+        if len(parts) > 1 and all("://" in part for part in parts):  # not a comma inside one URL's options
+            return FanoutSink(*(sink_from_url(part, read_only=read_only, **options) for part in parts))
     if "://" not in text:
         suffix = Path(text).suffix.lower()
         if suffix in {".jsonl", ".ndjson"}:
@@ -61,4 +69,9 @@ def sink_from_url(url: str | os.PathLike[str] | None = None, *, read_only: bool 
         from mcp_tracking.sinks.postgres import PostgresSink  # lazy: optional extra
 
         return PostgresSink(text, read_only=read_only, **options)
-    raise ValueError(f"unknown store URL scheme {scheme!r} in {text!r}: use sqlite, jsonl, postgresql or memory")
+    if scheme in {"otel", "opentelemetry"}:
+        from mcp_tracking.sinks.otel import OTelSink  # lazy: optional extra
+
+        return OTelSink(**options)
+    raise ValueError(f"unknown store URL scheme {scheme!r} in {text!r}: use sqlite, jsonl, postgresql, otel or "
+                     "memory")
