@@ -24,6 +24,7 @@ from mcp_tracking._logging import warn_once
 from mcp_tracking.core.identity import Binding, ConnectionIds, current_binding, mint
 from mcp_tracking.core.manifest import suggest
 from mcp_tracking.core.sessions import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SESSIONS, SessionState, SessionStore
+from mcp_tracking.core.state import LocalState, StateBackend, failure_reason
 from mcp_tracking.emit.emitter import Emitter, EmitterStats
 from mcp_tracking.emit.emitter import _close_all as _close_all_emitters
 from mcp_tracking.emit.processors import Processor, default_processors
@@ -33,19 +34,6 @@ from mcp_tracking.sinks import sink_from_url
 from mcp_tracking.sinks.base import QueryableSink, Sink
 
 E = EventName
-_FAILURE_REASON = {
-    "validation_error": "validation_failed",
-    "unknown_tool": "unknown_tool",
-    "timeout": "timeout",
-    "cancelled": "cancelled",
-}
-
-
-def failure_reason(error_type: str | None) -> str:
-    """``tool_call_retry.retry_reason`` for an earlier call that failed with ``error_type``."""
-    return _FAILURE_REASON.get(error_type or "", "execution_failed")
-
-
 class AnalyticsClient:
     """Queue events for a sink and keep per-session state.
 
@@ -62,6 +50,10 @@ class AnalyticsClient:
         polling_tools: tools that are legitimately called again with the same arguments (never retries).
         max_queue_size / batch_size / flush_interval / retry_timeout / spool_dir / spool_after: the
             emitter's bounds and its disk spool for store outages (see :class:`~mcp_tracking.emit.emitter.Emitter`).
+        shared_state: where per-session call state lives: this process (default), or a ``redis://`` URL
+            or :class:`~mcp_tracking.core.redis_state.RedisState` shared by every replica of the server, so
+            sequence numbers, retries and wrong-tool switches stay right behind a load balancer (default:
+            ``MCP_TRACKING_SHARED_STATE`` when set).
         handle_sigterm: drain queued events on SIGTERM before the process ends (see
             :mod:`mcp_tracking.emit.shutdown`); installed once, from the main thread, chained to any handler
             already there.
@@ -92,6 +84,7 @@ class AnalyticsClient:
         spool_dir: str | os.PathLike[str] | bool | None = None,
         spool_after: float | None = None,
         handle_sigterm: bool = True,
+        shared_state: StateBackend | str | None = None,
     ) -> None:
         self.sink: Sink = sink if isinstance(sink, Sink) else sink_from_url(sink)
         self.mcp_name = mcp_name
@@ -111,6 +104,9 @@ class AnalyticsClient:
             self.sink, processors=default_processors(redact=redact, keys_only=keys_only, extra=processors),
             spool_dir=spool_dir, **emitter_opts,
         )
+        if shared_state is None:
+            shared_state = os.environ.get("MCP_TRACKING_SHARED_STATE") or None
+        self.state: StateBackend = _state_backend(shared_state, idle_timeout)
         self.sessions = SessionStore(idle_timeout=idle_timeout, max_sessions=max_sessions, on_end=self._on_session_end)
         self.connections = ConnectionIds()  # shared by every adapter on this client
         self._default_session: str | None = None
@@ -160,7 +156,7 @@ class AnalyticsClient:
         return self.emitter.emit(record)
 
     def _observe(self, state: SessionState, name: str, md: dict[str, Any]) -> None:
-        """Update the session's in-memory state from an event passing through ``track()``."""
+        """Update the session's state from an event passing through ``track()``."""
         if name == "tool_call_started":
             seq = md.get("call_sequence")
             seq = seq if isinstance(seq, int) and not isinstance(seq, bool) else state.sequence + 1
@@ -170,21 +166,12 @@ class AnalyticsClient:
             failed = name == "tool_call_failed" or md.get("success") is False
             error_type = md.get("error_type") if failed else None
             phash = md.get("params_hash") or _params_hash(md.get("tool_params"))
-            state.call_finished(str(md.get("tool_name")), phash, md.get("call_sequence"),
-                                outcome=failure_reason(error_type) if failed else "succeeded",
-                                error_type=error_type, params=md.get("tool_params"))
-        elif name == "tool_call_retry":
-            state.retries += 1
-        elif name == "schema_validation_error":
-            state.schema_errors += 1
-        elif name == "hallucinated_tool_call":
-            state.hallucinations += 1
-        elif name in ("answer_complete", "answer_incomplete"):
-            state.last_answer_complete = name == "answer_complete"
-        elif name in ("session_completed", "session_failed", "session_abandoned"):
-            state.outcome = name
-        elif name == "task_completed":
-            state.task_reported = md.get("success") is not False
+            seq = md.get("call_sequence")
+            self.state.end(state, str(md.get("tool_name")), phash, seq if isinstance(seq, int) else None,
+                           failure_reason(error_type) if failed else "succeeded", error_type=error_type,
+                           params=md.get("tool_params"))
+        else:
+            self.state.note(state, name, md)
 
     # -- sessions --------------------------------------------------------------------------------
 
@@ -251,11 +238,11 @@ class AnalyticsClient:
             warn_once("start_session", "mcp_tracking: start_session failed", exc_info=True)
         return sid
 
-    def _start_locked(self, state: SessionState, metadata: dict[str, Any]) -> None:
-        """``session_start``, once per session (call under the session store's lock)."""
-        if state.info.get("started"):
+    def _start_locked(self, state: SessionState, metadata: dict[str, Any], *, claimed: bool = False) -> None:
+        """``session_start``, once per session (call under the session store's lock; ``claimed`` when the
+        state backend already said this is the session's first sight)."""
+        if not claimed and not self.state.claim_start(state):
             return
-        state.info["started"] = True
         state.session_source = metadata.get("session_source")
         state.user_source = metadata.get("user_source")
         self._emit("session_start", state.user_id, state.session_id, state.mcp_name, metadata)
@@ -271,6 +258,8 @@ class AnalyticsClient:
 
     def _on_session_end(self, state: SessionState, reason: str) -> None:
         """Called by the session store (under its lock) when a session ends for any reason."""
+        if not self.state.claim_end(state, reason, self.sessions.idle_timeout):
+            return  # shared state: another replica served it more recently, or already ended it
         if state.outcome is None:
             if state.task_reported is False:
                 self._outcome(state, "session_failed", reason, success=False)
@@ -367,17 +356,24 @@ class AnalyticsClient:
             known = mcp_tools_manifest is None or tool_name in mcp_tools_manifest
             with self.sessions.lock:
                 state, _ = self.sessions.get_or_create(sid, user, mcp)
-                seq = state.sequence + 1
-                previous = state.last_call.tool_name if state.last_call is not None else None
-                is_retry, attempt, original, reason = self._retry_of(state, tool_name, phash)
-                if is_retry:
-                    self._track_locked(state, "tool_call_retry", user, mcp, {
+                # the design's helpers never wrote session_start themselves (its server does): claim=False
+                start = self.state.begin(state, tool_name, phash, params, tool_name in self.polling_tools,
+                                         claim=False)
+                seq, previous = start.sequence, start.previous_tool
+                is_retry, attempt = start.retry is not None or start.deferred, 0
+                if is_retry:  # no result to compare here: a repeat of a success counts as a retry
+                    if start.retry is not None:
+                        attempt, original, reason = start.retry
+                    else:
+                        attempt, original, reason = self._count_repeat(state, tool_name, phash)
+                    self._emit("tool_call_retry", user, sid, mcp, {
                         "tool_name": tool_name, "tool_params": params, "params_hash": phash,
                         "original_call_sequence": original, "retry_attempt": attempt, "retry_reason": reason,
                         "call_sequence": seq,
                     })
-                self._wrong_tool_locked(state, user, mcp, tool_name, params, seq)
-                self._track_locked(state, "tool_call_started", user, mcp, {
+                if start.wrong_after is not None:
+                    self._wrong_tool(state, user, mcp, start.wrong_after, tool_name, params, seq)
+                self._emit("tool_call_started", user, sid, mcp, {
                     "tool_name": tool_name, "tool_params": params, "call_sequence": seq, "is_retry": is_retry,
                     "retry_attempt": attempt, "previous_tool_name": previous, "params_hash": phash,
                     "mcp_tool_available": known,
@@ -402,33 +398,23 @@ class AnalyticsClient:
         self._observe(state, name, md)
         return self._emit(name, user, state.session_id, mcp, md)
 
-    def _retry_of(self, state: SessionState, tool: str, phash: str) -> tuple[bool, int, int | None, str | None]:
-        """(is_retry, retry_attempt, original_call_sequence, retry_reason) for a call about to start."""
-        if tool in self.polling_tools:
-            return False, 0, None, None
-        entry = state.history.get((tool, phash))
-        if entry is None or entry.volatile:
-            return False, 0, None, None
-        entry.retries += 1
-        reason = entry.last_outcome if entry.last_outcome != "succeeded" else "repeated_after_success"
-        if reason == "pending":
-            reason = "duplicate_in_flight"
-        return True, entry.retries, entry.first_sequence, reason
+    def _count_repeat(self, state: SessionState, tool: str, phash: str) -> tuple[int, int, str]:
+        """A repeat of a success reported through the design's helpers: counted as a retry at once."""
+        attempt, original = self.state.count_repeat(state, tool, phash)
+        return attempt, original, "repeated_after_success"
 
-    def _wrong_tool_locked(self, state: SessionState, user: str, mcp: str | None, tool: str, params: Any,
-                           seq: int) -> dict[str, Any] | None:
-        """``wrong_tool_error`` when the session's last call failed and this one goes to another tool."""
-        last = state.last_call
-        if last is not None and last.failed and last.tool_name != tool:
-            md = {
-                "first_tool_name": last.tool_name, "second_tool_name": tool,
-                "first_tool_params": last.tool_params, "second_tool_params": params,
-                "detection_pattern": "retry_with_different_tool", "call_sequence": [last.sequence, seq],
-                "first_error_type": last.error_type,
-            }
-            self._track_locked(state, "wrong_tool_error", user, mcp, md)
-            return md
-        return None
+    def _wrong_tool(self, state: SessionState, user: str, mcp: str | None,
+                    previous: tuple[str, Any, int, str | None], tool: str, params: Any, seq: int) -> dict[str, Any]:
+        """``wrong_tool_error``: the session's last call failed and this one goes to another tool."""
+        first_tool, first_params, first_seq, first_error = previous
+        md = {
+            "first_tool_name": first_tool, "second_tool_name": tool,
+            "first_tool_params": first_params, "second_tool_params": params,
+            "detection_pattern": "retry_with_different_tool", "call_sequence": [first_seq, seq],
+            "first_error_type": first_error,
+        }
+        self._emit("wrong_tool_error", user, state.session_id, mcp, md)
+        return md
 
     def track_tool_usage(
         self,
@@ -554,7 +540,11 @@ class AnalyticsClient:
                 self.sessions.end_all("shutdown")
             except Exception:
                 warn_once("close", "mcp_tracking: ending sessions at close failed", exc_info=True)
-        return self.emitter.close(timeout)
+        drained = self.emitter.close(timeout)
+        close_state = getattr(self.state, "close", None)
+        if close_state is not None:
+            close_state()
+        return drained
 
     def __enter__(self) -> AnalyticsClient:
         return self
@@ -568,7 +558,11 @@ class AnalyticsClient:
         return self.emitter.stats
 
     def health(self) -> dict[str, Any]:
-        return {**self.stats.as_dict(), "live_sessions": len(self.sessions)}
+        health: dict[str, Any] = {**self.stats.as_dict(), "live_sessions": len(self.sessions)}
+        if self.state.shared:
+            health["shared_state"] = repr(self.state)
+            health["shared_state_fallbacks"] = getattr(self.state, "fallbacks", 0)
+        return health
 
 
 _LIVE_CLIENTS: weakref.WeakSet[AnalyticsClient] = weakref.WeakSet()
@@ -585,3 +579,15 @@ def _close_clients(timeout: float) -> None:
 
 
 register_drainer(_close_clients)
+
+
+def _state_backend(spec: StateBackend | str | None, idle_timeout: float) -> StateBackend:
+    if spec is None:
+        return LocalState()
+    if isinstance(spec, str):
+        if not spec.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"shared_state must be a redis:// URL or a state backend, not {spec!r}")
+        from mcp_tracking.core.redis_state import RedisState  # lazy: optional extra
+
+        return RedisState(spec, idle_timeout=idle_timeout)
+    return spec

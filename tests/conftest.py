@@ -77,6 +77,19 @@ def _pg_url() -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+REDIS_URL = os.environ.get("MCP_TRACKING_TEST_REDIS_URL")
+
+
+@pytest.fixture(name="redis_url")
+def _redis_url() -> str:
+    """A Redis server for the shared-state tests (MCP_TRACKING_TEST_REDIS_URL; required in CI)."""
+    if not REDIS_URL:
+        if IN_CI:
+            pytest.fail("MCP_TRACKING_TEST_REDIS_URL is not set: CI must run the Redis tests")
+        pytest.skip("MCP_TRACKING_TEST_REDIS_URL not set (a Redis server for the tests)")
+    return REDIS_URL
+
+
 def names(events: list[dict], session_id: str | None = None) -> list[str]:
     return [e["event_name"] for e in events if session_id is None or e["session_id"] == session_id]
 

@@ -33,7 +33,8 @@ from mcp_tracking.core.identity import (
     mint,
 )
 from mcp_tracking.core.manifest import SUGGESTION_CUTOFF, suggest, unknown_tool_message
-from mcp_tracking.core.sessions import CallHistory, SessionState
+from mcp_tracking.core.sessions import SessionState
+from mcp_tracking.core.state import failure_reason
 from mcp_tracking.core.validation import ValidatorCache, invalid_arguments_message, validate
 
 if TYPE_CHECKING:
@@ -123,7 +124,7 @@ class CallHandle:
     started: float
     reject: str | None = None
     reject_kind: str | None = None
-    deferred_retry: CallHistory | None = None
+    deferred_retry: bool = False  # repeats an earlier success: retry or polling is decided by its result
     finished: bool = False
     span: Any = None  # the framework's live span, enriched with our events (OpenTelemetry sink only)
 
@@ -182,6 +183,9 @@ class Recorder:
             sid = store.session_for_identity(key)
             if sid is None:
                 sid = mint("idn")
+                shared = self.client.state
+                if shared.shared:  # another replica may have this caller's session
+                    sid = shared.identity_session(key, sid)  # type: ignore[attr-defined]
                 store.get_or_create(sid, user, mcp_name or self.client.mcp_name)
                 store.bind_identity(key, sid)
         return sid
@@ -221,39 +225,33 @@ class Recorder:
         store = client.sessions
         with store.lock:
             state, _ = store.get_or_create(sid, user, mcp)
-            client._start_locked(state, {
-                "client_name": info.client_name, "client_version": info.client_version,
-                "protocol_version": info.protocol_version, "transport": info.transport,
-                "session_source": session_source, "user_source": user_source,
-            })
-            seq = state.sequence + 1
-            previous = state.last_call.tool_name if state.last_call is not None else None
-            deferred = None
+            start = client.state.begin(state, tool, phash, params, tool in self._polling)
+            seq = start.sequence
+            if start.new_session:
+                client._start_locked(state, {
+                    "client_name": info.client_name, "client_version": info.client_version,
+                    "protocol_version": info.protocol_version, "transport": info.transport,
+                    "session_source": session_source, "user_source": user_source,
+                }, claimed=True)
             is_retry, attempt = False, 0
-            entry = state.history.get((tool, phash))
-            if entry is not None and tool not in self._polling and not entry.volatile:
-                if entry.last_outcome == "succeeded":
-                    deferred = entry  # a repeat of a success is a retry only if it returns the same thing
-                else:
-                    entry.retries += 1
-                    is_retry, attempt = True, entry.retries
-                    reason = "duplicate_in_flight" if entry.last_outcome == "pending" else entry.last_outcome
-                    retry_md = {
-                        "tool_name": tool, "tool_params": params, "params_hash": phash,
-                        "original_call_sequence": entry.first_sequence, "retry_attempt": attempt,
-                        "retry_reason": reason, "call_sequence": seq,
-                    }
-                    client._track_locked(state, "tool_call_retry", user, mcp, retry_md)
-            last = state.last_call
-            if last is not None and last.failed and last.tool_name != tool:
-                wrong_md = client._wrong_tool_locked(state, user, mcp, tool, params, seq)
-            state.call_started(tool, params, phash, seq)
+            if start.retry is not None:
+                is_retry = True
+                attempt, original, reason = start.retry
+                retry_md = {
+                    "tool_name": tool, "tool_params": params, "params_hash": phash,
+                    "original_call_sequence": original, "retry_attempt": attempt,
+                    "retry_reason": reason, "call_sequence": seq,
+                }
+                client._emit("tool_call_retry", user, sid, mcp, retry_md)
+            if start.wrong_after is not None:
+                wrong_md = client._wrong_tool(state, user, mcp, start.wrong_after, tool, params, seq)
             client._emit("tool_call_started", user, sid, mcp, {
                 "tool_name": tool, "tool_params": params, "call_sequence": seq, "is_retry": is_retry,
-                "retry_attempt": attempt, "previous_tool_name": previous, "params_hash": phash,
+                "retry_attempt": attempt, "previous_tool_name": start.previous_tool, "params_hash": phash,
                 "mcp_tool_available": known,
             }, context)
-        handle = CallHandle(state, user, mcp, tool, params, phash, seq, time.perf_counter(), deferred_retry=deferred)
+        handle = CallHandle(state, user, mcp, tool, params, phash, seq, time.perf_counter(),
+                            deferred_retry=start.deferred)
         if span is not None:
             self._open_span(otel, span, handle, session_source, retry_md, wrong_md)
         if not known and self.options.check_manifest:
@@ -367,19 +365,19 @@ class Recorder:
             extra = {"exception_type": type(exception).__name__} if exception is not None else {}
             if error_message is None and exception is not None:
                 error_message = str(exception) or type(exception).__name__
-            self._resolve_deferred(handle, None)
             self._finish_failed(handle, error_type, error_message, elapsed=elapsed,
                                 retry_eligible=error_type not in ("unknown_tool",), **extra)
             return
         payload = canonical_bytes(result) if result is not None else b"null"
         fingerprint = (hashlib.blake2b(payload, digest_size=8).hexdigest()
                        if len(payload) <= MAX_FINGERPRINT_BYTES else None)
-        self._resolve_deferred(handle, fingerprint)
         handle.finished = True
         state = handle.state
         with self.client.sessions.lock:
-            state.call_finished(handle.tool_name, handle.params_hash, handle.sequence, outcome="succeeded",
-                                fingerprint=fingerprint)
+            retried = self.client.state.end(state, handle.tool_name, handle.params_hash, handle.sequence, "succeeded",
+                                            fingerprint=fingerprint, deferred=handle.deferred_retry)
+            if retried is not None:
+                self._repeat_was_retry(handle, retried)
             self.client._emit("tool_call_completed", handle.user_id, state.session_id, handle.mcp_name, {
                 "tool_name": handle.tool_name, "tool_params": handle.params, "success": True,
                 "execution_time_ms": elapsed, "call_sequence": handle.sequence, "params_hash": handle.params_hash,
@@ -407,34 +405,42 @@ class Recorder:
             return None
         return {"result": text}
 
-    def _resolve_deferred(self, handle: CallHandle, fingerprint: str | None) -> None:
-        """A repeat of an earlier success: a retry if it failed or returned the same result; else polling."""
-        entry = handle.deferred_retry
-        if entry is None:
-            return
-        handle.deferred_retry = None
-        if fingerprint is not None and entry.result_fingerprint is not None and fingerprint != entry.result_fingerprint:
-            entry.volatile = True  # the answer changed: the agent is polling, not retrying
-            return
-        entry.retries += 1
-        self._emit(handle, "tool_call_retry", {
+    def _repeat_was_retry(self, handle: CallHandle, retried: tuple[int, int]) -> None:
+        """A repeat of an earlier success failed or returned the same result: it was a retry."""
+        attempt, original = retried
+        md = {
             "tool_name": handle.tool_name, "tool_params": handle.params, "params_hash": handle.params_hash,
-            "original_call_sequence": entry.first_sequence, "retry_attempt": entry.retries,
+            "original_call_sequence": original, "retry_attempt": attempt,
             "retry_reason": "repeated_after_success", "call_sequence": handle.sequence,
-        })
+        }
+        self.client._emit("tool_call_retry", handle.user_id, handle.state.session_id, handle.mcp_name, md)
+        self._live_event(handle, "tool_call_retry", md)
 
     def _finish_failed(self, handle: CallHandle, error_type: str, message: str | None, *, elapsed: float = 0.0,
                        retry_eligible: bool = True, **extra: Any) -> None:
         handle.finished = True
-        self._emit(handle, "tool_call_failed", {
+        md = {
             "tool_name": handle.tool_name, "tool_params": handle.params, "error_type": error_type,
             "error_message": message, "execution_time_ms": elapsed, "call_sequence": handle.sequence,
             "retry_eligible": retry_eligible, "params_hash": handle.params_hash, **extra,
-        })
+        }
+        client = self.client
+        with client.sessions.lock:
+            retried = client.state.end(handle.state, handle.tool_name, handle.params_hash, handle.sequence,
+                                       failure_reason(error_type), error_type=error_type,
+                                       deferred=handle.deferred_retry)
+            if retried is not None:
+                self._repeat_was_retry(handle, retried)
+            client._emit("tool_call_failed", handle.user_id, handle.state.session_id, handle.mcp_name, md)
+        self._live_event(handle, "tool_call_failed", md)
 
     def _emit(self, handle: CallHandle, name: str, metadata: dict[str, Any]) -> None:
         with self.client.sessions.lock:
             self.client._track_locked(handle.state, name, handle.user_id, handle.mcp_name, metadata)
+        self._live_event(handle, name, metadata)
+
+    def _live_event(self, handle: CallHandle, name: str, metadata: dict[str, Any]) -> None:
+        """The event on the framework's live span, when we enrich one."""
         if handle.span is not None:
             try:
                 if name == "tool_call_failed":
