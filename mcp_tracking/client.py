@@ -107,6 +107,11 @@ class AnalyticsClient:
         if shared_state is None:
             shared_state = os.environ.get("MCP_TRACKING_SHARED_STATE") or None
         self.state: StateBackend = _state_backend(shared_state, idle_timeout)
+        #: the params-hash key: MCP_TRACKING_HASH_KEY, else one shared through the state backend (replicas
+        #: must hash alike to recognise each other's retries), else random per process
+        self.hash_key: bytes | None = None
+        if self.state.shared and not os.environ.get("MCP_TRACKING_HASH_KEY"):
+            self.hash_key = self.state.shared_hash_key()  # type: ignore[attr-defined]
         self.sessions = SessionStore(idle_timeout=idle_timeout, max_sessions=max_sessions, on_end=self._on_session_end)
         self.connections = ConnectionIds()  # shared by every adapter on this client
         self._default_session: str | None = None
@@ -160,12 +165,12 @@ class AnalyticsClient:
         if name == "tool_call_started":
             seq = md.get("call_sequence")
             seq = seq if isinstance(seq, int) and not isinstance(seq, bool) else state.sequence + 1
-            phash = md.get("params_hash") or _params_hash(md.get("tool_params"))
+            phash = md.get("params_hash") or self._hash(md.get("tool_params"))
             state.call_started(str(md.get("tool_name")), md.get("tool_params"), phash, seq)
         elif name in ("tool_call_completed", "tool_call_failed"):
             failed = name == "tool_call_failed" or md.get("success") is False
             error_type = md.get("error_type") if failed else None
-            phash = md.get("params_hash") or _params_hash(md.get("tool_params"))
+            phash = md.get("params_hash") or self._hash(md.get("tool_params"))
             seq = md.get("call_sequence")
             self.state.end(state, str(md.get("tool_name")), phash, seq if isinstance(seq, int) else None,
                            failure_reason(error_type) if failed else "succeeded", error_type=error_type,
@@ -331,7 +336,7 @@ class AnalyticsClient:
     # -- tool calls (the design's helper methods) --------------------------------------------------
 
     def _hash(self, params: Any) -> str:
-        return _params_hash(params if params is not None else {})
+        return _params_hash(params if params is not None else {}, self.hash_key)
 
     def track_tool_call_started(
         self,

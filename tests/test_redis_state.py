@@ -119,8 +119,19 @@ def test_keys_expire_with_the_idle_window(redis_url):
     (a,), prefix = replicas(redis_url, n=1, idle_timeout=30)
     call(a[1], "S", "search", {"q": 1})
     r = redis.Redis.from_url(redis_url)
-    keys = r.keys(prefix + "*")
-    assert keys and all(0 < r.ttl(k) <= 60 for k in keys)
+    keys = [k for k in r.keys(prefix + "*") if k != (prefix + "hash_key").encode()]
+    assert len(keys) == 2 and all(0 < r.ttl(k) <= 60 for k in keys)  # the session and its call history
+    assert r.ttl(prefix + "hash_key") == -1  # the shared params-hash key stays: hashes must not change
+
+
+def test_replicas_hash_arguments_alike(redis_url, monkeypatch):
+    """Without MCP_TRACKING_HASH_KEY the replicas agree on a key through Redis: equal arguments, equal hash."""
+    monkeypatch.delenv("MCP_TRACKING_HASH_KEY", raising=False)
+    (a, b), _ = replicas(redis_url)
+    assert a[0].hash_key is not None and a[0].hash_key == b[0].hash_key
+    assert a[0]._hash({"x": 1, "y": [1, 2]}) == b[0]._hash({"y": [1, 2], "x": 1})
+    for client, _, _ in (a, b):
+        client.close()
     a[0].close()
 
 

@@ -211,7 +211,7 @@ class Recorder:
         args = info.arguments
         # snapshot: the tool may mutate its args
         params = dict(args) if type(args) is dict or isinstance(args, Mapping) else args
-        phash = params_hash(params if params is not None else {})
+        phash = params_hash(params if params is not None else {}, client.hash_key)
         if new_conn and info.on_new_connection is not None:
             try:
                 info.on_new_connection(sid)

@@ -289,6 +289,20 @@ class RedisState:
         _apply(state, shared)
         return True
 
+    def shared_hash_key(self) -> bytes | None:
+        """One params-hash key for every replica (created once, kept in Redis), so the hashes of identical
+        arguments match across replicas. ``None`` (the per-process key) when Redis cannot be reached."""
+        import os
+
+        key = f"{self.prefix}hash_key"
+        try:
+            self.redis.set(key, os.urandom(32).hex(), nx=True)
+            value = self.redis.get(key)
+        except redis.RedisError:
+            self._fallback("hash-key")
+            return None
+        return bytes.fromhex(value) if value else None
+
     def identity_session(self, identity_key: str, candidate: str) -> str:
         """The session bound to a caller identity across replicas (within the idle window), else ``candidate``."""
         try:
