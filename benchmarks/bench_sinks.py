@@ -1,7 +1,7 @@
 """PostgreSQL: sustained events/s against a raw COPY, and the ten metrics over 1,000,000 events.
 
     python benchmarks/bench_sinks.py --pg postgresql://postgres@127.0.0.1:5432/bench [--events 100000]
-           [--rounds 3] [--metrics-events 1000000]
+           [--rounds 3] [--metrics-events 1000000] [--only drain|metrics]
 
 1. The emitter draining into PostgreSQL (processors, COPY into a staging table, INSERT ... ON CONFLICT DO
    NOTHING, one transaction per 1,000 rows) as a ratio to a raw ``COPY`` of the same, already-built rows
@@ -116,7 +116,15 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--metrics-events", type=int, default=1_000_000)
     ap.add_argument("--sessions", type=int, default=100_000)
+    ap.add_argument("--only", choices=["drain", "metrics"], help="run one of the two parts")
     args = ap.parse_args()
+    if args.only != "metrics":
+        drain(args)
+    if args.only != "drain":
+        metrics(args)
+
+
+def drain(args: argparse.Namespace) -> None:
     raws, ours = [], []
     for _ in range(args.rounds):
         raws.append(raw_copy_rate(args.pg, args.events))
@@ -124,6 +132,9 @@ def main() -> None:
     print(f"PostgreSQL sustained drain: mcp-tracking {median(ours):,.0f} ev/s, raw COPY {median(raws):,.0f} ev/s, "
           f"ratio {median(ours) / median(raws):.2f} (target >= 0.8); per round "
           f"{[round(o / r, 2) for o, r in zip(ours, raws)]}")
+
+
+def metrics(args: argparse.Namespace) -> None:
     n = load_metrics_table(args.pg, args.metrics_events, args.sessions)
     anchor, took = [], []
     for _ in range(args.rounds):

@@ -238,3 +238,37 @@ def derive(agg: Aggregates, scope: dict[str, Any]) -> MetricsResult:
 
 def scope_of(**filters: Any) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in filters.items()}
+
+
+#: per event name, the ``Totals`` field it counts, and the per-tool field
+COUNTED = {
+    "tool_call_started": "tool_calls", "tool_call_completed": "completed_calls", "tool_call_failed": "failed_calls",
+    "tool_call_retry": "retries", "schema_validation_error": "schema_errors", "wrong_tool_error": "wrong_tool_errors",
+    "hallucinated_tool_call": "hallucinations", "answer_complete": "answers_complete",
+    "answer_incomplete": "answers_incomplete",
+}
+TOOL_FIELDS = {"tool_call_started": "calls", "tool_call_completed": "completed", "tool_call_failed": "failed"}
+
+
+def count_events(rows: Any) -> tuple[Totals, dict[str, ToolCounts]]:
+    """Totals and per-tool counts from ``(event_name, tool_name, count)`` rows (the SQL stores' first pass)."""
+    totals = Totals()
+    tools: dict[str, ToolCounts] = {}
+    for name, tool, n in rows:
+        n = int(n)
+        totals.events += n
+        attr = COUNTED.get(name)
+        if attr is not None:
+            setattr(totals, attr, getattr(totals, attr) + n)
+        field = TOOL_FIELDS.get(name)
+        if field is not None and tool is not None:
+            tc = tools.get(tool) or tools.setdefault(tool, ToolCounts(tool))
+            setattr(tc, field, getattr(tc, field) + n)
+    return totals, tools
+
+
+def set_session_facts(totals: Totals, row: Any) -> None:
+    """The session-level counts from the SQL stores' sessions pass (eight values, in this order)."""
+    (totals.sessions, totals.started_sessions, totals.completed_sessions, totals.successful_sessions,
+     totals.steps_in_successful, totals.max_steps_successful, totals.sessions_with_errors,
+     totals.recovered_sessions) = (int(v) if v is not None else None for v in row)

@@ -13,7 +13,15 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from mcp_tracking.metrics.model import RETRY_LOOP_MIN_CALLS, Aggregates, ToolCounts, Totals, rank_offset
+from mcp_tracking.metrics.model import (
+    RETRY_LOOP_MIN_CALLS,
+    Aggregates,
+    ToolCounts,
+    Totals,
+    count_events,
+    rank_offset,
+    set_session_facts,
+)
 from mcp_tracking.sinks.sqlite import named_params, where_clause
 
 EVENT_COUNTS = """
@@ -122,15 +130,6 @@ RETRY_LOOPS = f"""
 """
 
 
-_COUNTED = {
-    "tool_call_started": "tool_calls", "tool_call_completed": "completed_calls", "tool_call_failed": "failed_calls",
-    "tool_call_retry": "retries", "schema_validation_error": "schema_errors", "wrong_tool_error": "wrong_tool_errors",
-    "hallucinated_tool_call": "hallucinations", "answer_complete": "answers_complete",
-    "answer_incomplete": "answers_incomplete",
-}
-_TOOL_FIELDS = {"tool_call_started": "calls", "tool_call_completed": "completed", "tool_call_failed": "failed"}
-
-
 def aggregates(conn: sqlite3.Connection, filters: dict[str, Any], *, breakdown: str | None = None) -> Aggregates:
     """Count everything the metrics need within ``filters`` (session_id, user_id, mcp_name, since, until).
 
@@ -141,20 +140,8 @@ def aggregates(conn: sqlite3.Connection, filters: dict[str, Any], *, breakdown: 
     aw, _ = where_clause(**filters, placeholder=":", prefix="AND")
     and_where_r, _ = where_clause(**filters, placeholder=":", prefix="AND", alias="r.")
 
-    totals = Totals()
-    tools: dict[str, ToolCounts] = {}
-    for name, tool, n in conn.execute(EVENT_COUNTS.format(where=where), params):
-        totals.events += n
-        attr = _COUNTED.get(name)
-        if attr is not None:
-            setattr(totals, attr, getattr(totals, attr) + n)
-        field = _TOOL_FIELDS.get(name)
-        if field is not None and tool is not None:
-            tc = tools.get(tool) or tools.setdefault(tool, ToolCounts(tool))
-            setattr(tc, field, getattr(tc, field) + n)
-    (totals.sessions, totals.started_sessions, totals.completed_sessions, totals.successful_sessions,
-     totals.steps_in_successful, totals.max_steps_successful, totals.sessions_with_errors,
-     totals.recovered_sessions) = conn.execute(SESSIONS.format(where=where, aw=aw), params).fetchone()
+    totals, tools = count_events(conn.execute(EVENT_COUNTS.format(where=where), params))
+    set_session_facts(totals, conn.execute(SESSIONS.format(where=where, aw=aw), params).fetchone())
 
     percentile = PERCENTILE.replace("tool_name = ?", "tool_name = :tool").replace("OFFSET ?", "OFFSET :offset")
     for name, lat_n, lat_us, lat_max in conn.execute(LATENCY.format(aw=aw), params):
