@@ -1,12 +1,17 @@
 """Per-call overhead of full tracking on in-process servers, as a ratio to the same server untracked.
 
     python benchmarks/bench_overhead.py [--calls 2000] [--rounds 7]
+    python benchmarks/bench_overhead.py --transport stdio|http [--calls 1000] [--rounds 5]
 
 For MCPServer (mcp 2.x) and, when installed, fastmcp: the same trivial tool called through a real
 in-process client, untracked and with full tracking (live manifest check, compiled jsonschema validation,
 retry/wrong-tool detection, session state, events queued to SQLite on the worker). Rounds alternate the
 two servers; each round is >= 2,000 calls; the figure is the median over rounds of µs per call, and the
 ratio of the medians, all from the same run. Target: <= 1.05 on MCPServer.
+
+``--transport stdio|http`` measures what a deployed server sees instead: the plain and the tracked
+MCPServer each in its own process (``_server.py``), reached over stdio or streamable HTTP on 127.0.0.1 by
+a real client in this process; the tracked one stores its events in SQLite.
 """
 
 from __future__ import annotations
@@ -73,11 +78,66 @@ def fastmcp_pair(db: Path):
     return "fastmcp", Client, plain, tracked, call, client
 
 
+def remote(transport: str, calls: int, rounds: int) -> None:
+    """Plain and tracked servers in their own processes, over stdio or streamable HTTP."""
+    import os
+    import socket
+    import subprocess
+
+    from mcp import Client, StdioServerParameters
+
+    here = Path(__file__).parent
+    with tempfile.TemporaryDirectory() as d:
+        env = {**os.environ, "BENCH_DB": str(Path(d) / "remote.db")}
+        procs: list[subprocess.Popen[bytes]] = []
+        targets: dict[str, object] = {}
+        try:
+            for kind in ("plain", "tracked"):
+                if transport == "stdio":
+                    targets[kind] = StdioServerParameters(command=sys.executable,
+                                                          args=[str(here / "_server.py"), kind, "stdio"], env=env)
+                    continue
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", 0))
+                    port = sock.getsockname()[1]
+                procs.append(subprocess.Popen([sys.executable, str(here / "_server.py"), kind, "http", str(port)],
+                                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                deadline = time.monotonic() + 30
+                while True:
+                    with socket.socket() as sock:
+                        if sock.connect_ex(("127.0.0.1", port)) == 0:
+                            break
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("server did not start")
+                    time.sleep(0.05)
+                targets[kind] = f"http://127.0.0.1:{port}/mcp"
+
+            async def call(c, name, args):
+                return await c.call_tool(name, args)
+
+            base, ours = [], []
+            for _ in range(rounds):
+                base.append(anyio.run(per_call_us, Client, targets["plain"], calls, call))
+                ours.append(anyio.run(per_call_us, Client, targets["tracked"], calls, call))
+        finally:
+            for p in procs:
+                p.terminate()
+                p.wait(10)
+    b, o = median(base), median(ours)
+    print(f"MCPServer over {transport}: untracked {b:.0f} µs/call, tracked {o:.0f} µs/call, overhead {o - b:+.0f} µs, "
+          f"ratio {o / b:.3f}")
+    print(f"   rounds untracked {[round(x) for x in base]}, tracked {[round(x) for x in ours]}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--transport", choices=["in-process", "stdio", "http"], default="in-process")
     args = ap.parse_args()
+    if args.transport != "in-process":
+        remote(args.transport, args.calls, args.rounds)
+        return
     pairs = [mcpserver_pair]
     try:
         import fastmcp  # noqa: F401

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Protocol
 
-from mcp_tracking.core.sessions import CallHistory, SessionState
+from mcp_tracking.core.sessions import MAX_HISTORY_PER_SESSION, CallHistory, LastCall, SessionState
 
 
 class CallStart(NamedTuple):
@@ -88,24 +88,37 @@ class LocalState:
 
     def begin(self, state: SessionState, tool: str, phash: str, params: Any, polling: bool,
               claim: bool = True) -> CallStart:
+        # the request path: one history lookup, updated in place (what SessionState.call_started does)
         seq = state.sequence + 1
+        state.sequence = seq
         last = state.last_call
         retry = None
         deferred = False
-        entry = state.history.get((tool, phash))
-        if entry is not None and not polling and not entry.volatile:
-            if entry.last_outcome == "succeeded":
-                deferred = True
-            else:
-                entry.retries += 1
-                state.retries += 1
-                retry = (entry.retries, entry.first_sequence, retry_reason(entry.last_outcome))
+        key = (tool, phash)
+        history = state.history
+        entry = history.get(key)
+        if entry is None:
+            history[key] = CallHistory(seq, seq, "pending")
+            if len(history) > MAX_HISTORY_PER_SESSION:
+                history.popitem(last=False)
+        else:
+            if not polling and not entry.volatile:
+                if entry.last_outcome == "succeeded":
+                    deferred = True
+                else:
+                    entry.retries += 1
+                    state.retries += 1
+                    retry = (entry.retries, entry.first_sequence, retry_reason(entry.last_outcome))
+            entry.last_sequence = seq
+            entry.last_outcome = "pending"
         wrong = None
-        if last is not None and last.failed and last.tool_name != tool:
-            wrong = (last.tool_name, last.tool_params, last.sequence, last.error_type)
-        state.call_started(tool, params, phash, seq)
-        return CallStart(seq, last.tool_name if last is not None else None, retry, deferred, wrong,
-                         claim and self.claim_start(state))
+        previous = None
+        if last is not None:
+            previous = last.tool_name
+            if last.failed and previous != tool:
+                wrong = (previous, last.tool_params, last.sequence, last.error_type)
+        state.last_call = LastCall(tool, params, seq)
+        return CallStart(seq, previous, retry, deferred, wrong, claim and self.claim_start(state))
 
     def end(self, state: SessionState, tool: str, phash: str, seq: int | None, outcome: str, *,
             error_type: str | None = None, params: Any = None, fingerprint: str | None = None,
