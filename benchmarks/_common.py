@@ -1,10 +1,28 @@
-"""Shared helpers: medians, a tiny table printer, and a realistic event mix."""
+"""Shared helpers: medians, a realistic event mix, the trivial tool and its per-call timing."""
 
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Callable
 from typing import Any
+
+
+def add(a: int, b: int = 2) -> int:
+    """Add two numbers."""
+    return a + b
+
+
+async def per_call_us(connect: Callable[[Any], Any], server: Any, calls: int, call: Any) -> float:
+    """µs per ``add`` call through a real client (``connect(server)``), after a warm-up; distinct arguments
+    every time, so tracking sees no retries."""
+    async with connect(server) as client:
+        for i in range(50):
+            await call(client, "add", {"a": i, "b": 1})
+        t0 = time.perf_counter()
+        for i in range(calls):
+            await call(client, "add", {"a": i, "b": 1})
+        return (time.perf_counter() - t0) / calls * 1e6
 
 
 def median(xs: list[float]) -> float:

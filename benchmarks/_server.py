@@ -13,10 +13,8 @@ from mcp.server.mcpserver import MCPServer
 
 from mcp_tracking import AnalyticsClient, instrument
 
-
-def add(a: int, b: int = 2) -> int:
-    """Add two numbers."""
-    return a + b
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import add
 
 
 def main() -> None:

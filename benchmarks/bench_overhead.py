@@ -26,24 +26,9 @@ from pathlib import Path
 import anyio
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import median
+from _common import add, median, per_call_us
 
 from mcp_tracking import AnalyticsClient, SQLiteSink, instrument
-
-
-def add(a: int, b: int = 2) -> int:
-    """Add two numbers."""
-    return a + b
-
-
-async def per_call_us(connect, server, calls: int, call) -> float:
-    async with connect(server) as client:
-        for i in range(50):  # warm up
-            await call(client, "add", {"a": i, "b": 1})
-        t0 = time.perf_counter()
-        for i in range(calls):
-            await call(client, "add", {"a": i, "b": 1})  # distinct params: no retries
-        return (time.perf_counter() - t0) / calls * 1e6
 
 
 def mcpserver_pair(db: Path):

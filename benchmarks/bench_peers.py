@@ -20,7 +20,6 @@ import os
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,16 +28,11 @@ from typing import Any
 import anyio
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import median
+from _common import add, median, per_call_us
 
 os.environ.setdefault("DISABLE_DIAGNOSTICS", "true")  # agentcat's own install telemetry
 
 from mcp_tracking import AnalyticsClient, SQLiteSink, instrument
-
-
-def add(a: int, b: int = 2) -> int:
-    """Add two numbers."""
-    return a + b
 
 
 class _Null(BaseHTTPRequestHandler):
@@ -61,15 +55,6 @@ def null_receiver() -> str:
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     return f"http://127.0.0.1:{httpd.server_address[1]}"
 
-
-async def per_call_us(connect: Callable[[Any], Any], server: Any, calls: int, call: Any) -> float:
-    async with connect(server) as client:
-        for i in range(50):  # warm up
-            await call(client, "add", {"a": i, "b": 1})
-        t0 = time.perf_counter()
-        for i in range(calls):
-            await call(client, "add", {"a": i, "b": 1})  # distinct params: no retries
-        return (time.perf_counter() - t0) / calls * 1e6
 
 
 def variants(kind: str, db: Path, receiver: str) -> tuple[Callable[[Any], Any], Any, dict[str, Any], list[Any]]:

@@ -99,45 +99,83 @@ def _totals(row: Any) -> Totals:
     return Totals(*[int(v) if v is not None else None for v in row])
 
 
-def aggregates(conn: Any, filters: dict[str, Any], *, breakdown: str | None = None) -> Aggregates:
-    """Count everything the metrics need within ``filters``; the filters are parameters, never SQL text."""
+def aggregates(conn: Any, filters: dict[str, Any], *, breakdown: str | None = None,
+               second: Any = None) -> Aggregates:
+    """Count everything the metrics need within ``filters``; the filters are parameters, never SQL text.
+
+    With ``second`` (another connection to the same database) the two halves run at once, each in its own
+    server process: the session pass on ``conn``, the per-tool and extra views on ``second``, both in
+    one exported snapshot so they count exactly the same events.
+    """
+    if breakdown not in (None, "session", "user"):
+        raise ValueError("breakdown must be 'session', 'user' or None")
     where, params = where_clause(**filters, placeholder="%s")
     and_where, _ = where_clause(**filters, placeholder="%s", prefix="AND")
     and_where_r, _ = where_clause(**filters, placeholder="%s", prefix="AND", alias="r.")
-    with conn.cursor() as cur:
-        # PostgreSQL reads the session index once with every conditional count (its hash/group aggregate
-        # beats several narrower passes here, unlike SQLite); per-tool counts and latency come from the
-        # event index.
-        cur.execute(TOTALS.format(group_select="", per_session=PER_SESSION.format(keys="session_id", where=where),
-                                  group_by=""), params)
-        totals = _totals(cur.fetchone())
+
+    def session_half(c: Any) -> tuple[Totals, dict[str, Totals]]:
+        # PostgreSQL reads the session index once with every conditional count (its group aggregate beats
+        # several narrower passes here, unlike SQLite)
+        with c.cursor() as cur:
+            cur.execute(TOTALS.format(group_select="", group_by="",
+                                      per_session=PER_SESSION.format(keys="session_id", where=where)), params)
+            totals = _totals(cur.fetchone())
+            groups: dict[str, Totals] = {}
+            if breakdown is not None:
+                keys = "session_id" if breakdown == "session" else "user_id, session_id"
+                col = "session_id" if breakdown == "session" else "user_id"
+                cur.execute(TOTALS.format(group_select=f"{col},", group_by=f"GROUP BY {col}",
+                                          per_session=PER_SESSION.format(keys=keys, where=where)), params)
+                for r in cur.fetchall():
+                    if r[0] is not None:
+                        groups[str(r[0])] = _totals(r[1:])
+        return totals, groups
+
+    def tool_half(c: Any) -> tuple[list[ToolCounts], list[Any], list[Any], list[Any]]:
         tools: dict[str, ToolCounts] = {}
-        cur.execute(TOOL_COUNTS.format(and_where=and_where), params)
-        for name, tool, n in cur.fetchall():
-            if tool is not None:
-                tc = tools.get(tool) or tools.setdefault(tool, ToolCounts(tool))
-                setattr(tc, TOOL_FIELDS[name], int(n))
-        groups: dict[str, Totals] = {}
-        if breakdown in ("session", "user"):
-            keys = "session_id" if breakdown == "session" else "user_id, session_id"
-            col = "session_id" if breakdown == "session" else "user_id"
-            cur.execute(TOTALS.format(group_select=f"{col},", per_session=PER_SESSION.format(keys=keys, where=where),
-                                      group_by=f"GROUP BY {col}"), params)
-            for r in cur.fetchall():
-                if r[0] is not None:
-                    groups[str(r[0])] = _totals(r[1:])
-        elif breakdown is not None:
-            raise ValueError("breakdown must be 'session', 'user' or None")
-        cur.execute(LATENCY.format(and_where=and_where), params)
-        for name, lat_n, lat_us, lat_max, p50, p95 in cur.fetchall():
-            tc = tools.get(name) or tools.setdefault(name, ToolCounts(name))
-            tc.latency_count, tc.latency_sum, tc.latency_max = int(lat_n), int(lat_us) / 1000.0, lat_max
-            tc.latency_p50, tc.latency_p95 = p50, p95
-        cur.execute(CONFUSION.format(and_where=and_where), params + params)
-        confusion = [(k, a, b, int(n)) for k, a, b, n in cur.fetchall() if a is not None]
-        cur.execute(HOTSPOTS.format(and_where_r=and_where_r), params)
-        hotspots = [(t, f, k, int(n), ex) for t, f, k, n, ex in cur.fetchall()]
-        cur.execute(RETRY_LOOPS.format(and_where=and_where), params)
-        loops = [(s, t, h, int(n)) for s, t, h, n in cur.fetchall()]
-    conn.rollback()
-    return Aggregates(totals, list(tools.values()), confusion, hotspots, loops, groups)
+        with c.cursor() as cur:
+            cur.execute(TOOL_COUNTS.format(and_where=and_where), params)
+            for name, tool, n in cur.fetchall():
+                if tool is not None:
+                    tc = tools.get(tool) or tools.setdefault(tool, ToolCounts(tool))
+                    setattr(tc, TOOL_FIELDS[name], int(n))
+            cur.execute(LATENCY.format(and_where=and_where), params)
+            for name, lat_n, lat_us, lat_max, p50, p95 in cur.fetchall():
+                tc = tools.get(name) or tools.setdefault(name, ToolCounts(name))
+                tc.latency_count, tc.latency_sum, tc.latency_max = int(lat_n), int(lat_us) / 1000.0, lat_max
+                tc.latency_p50, tc.latency_p95 = p50, p95
+            cur.execute(CONFUSION.format(and_where=and_where), params + params)
+            confusion = [(k, a, b, int(n)) for k, a, b, n in cur.fetchall() if a is not None]
+            cur.execute(HOTSPOTS.format(and_where_r=and_where_r), params)
+            hotspots = [(t, f, k, int(n), ex) for t, f, k, n, ex in cur.fetchall()]
+            cur.execute(RETRY_LOOPS.format(and_where=and_where), params)
+            loops = [(s, t, h, int(n)) for s, t, h, n in cur.fetchall()]
+        return list(tools.values()), confusion, hotspots, loops
+
+    try:
+        if second is None:
+            totals, groups = session_half(conn)
+            tools, confusion, hotspots, loops = tool_half(conn)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            from psycopg import IsolationLevel, sql
+
+            conn.rollback()
+            for c in (conn, second):
+                c.isolation_level = IsolationLevel.REPEATABLE_READ
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_export_snapshot()")
+                snapshot = cur.fetchone()[0]
+            with second.cursor() as cur:  # the first statement of its transaction: adopt conn's snapshot
+                cur.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                other = pool.submit(tool_half, second)
+                totals, groups = session_half(conn)
+                tools, confusion, hotspots, loops = other.result()
+    finally:
+        conn.rollback()
+        if second is not None:
+            second.rollback()
+    return Aggregates(totals, tools, confusion, hotspots, loops, groups)
+

@@ -259,7 +259,15 @@ class PostgresSink:
 
         conn = self.connect_read()
         try:
-            return pg.aggregates(conn, filters, breakdown=breakdown)
+            try:  # a second connection: the two halves of the work run at once (same snapshot)
+                second = self._connect(read_only=self.read_only)
+            except Exception:
+                second = None
+            try:
+                return pg.aggregates(conn, filters, breakdown=breakdown, second=second)
+            finally:
+                if second is not None:
+                    second.close()
         finally:
             conn.close()
 
