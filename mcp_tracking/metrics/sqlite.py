@@ -37,7 +37,9 @@ LATENCY = """
 """
 
 # ``+session_id``: the unary plus keeps SQLite from choosing the session index for "IS NOT NULL" (a scan
-# of the whole table); each CTE then reads only its event type from the event index.
+# of the whole table); each CTE then reads only its event type from the event index. The steps and the
+# errors of successful sessions are two probes of the session index per successful session (``okf``),
+# not a join of two materialised lists.
 SESSIONS = """
     WITH
     starts AS (SELECT DISTINCT session_id FROM raw_analytics
@@ -46,18 +48,22 @@ SESSIONS = """
              WHERE event_name = 'session_completed' AND +session_id IS NOT NULL {aw} GROUP BY session_id),
     errs AS (SELECT DISTINCT session_id FROM raw_analytics
              WHERE event_name IN ('tool_call_failed', 'schema_validation_error') AND +session_id IS NOT NULL {aw}),
-    steps AS (SELECT session_id, COUNT(*) AS n FROM raw_analytics
-              WHERE event_name = 'tool_call_started' AND session_id IN (SELECT session_id FROM done WHERE ok = 1) {aw}
-              GROUP BY session_id)
+    okf AS (SELECT
+                (SELECT COUNT(*) FROM raw_analytics AS r
+                 WHERE r.session_id = d.session_id AND r.event_name = 'tool_call_started' {awr}) AS n,
+                EXISTS (SELECT 1 FROM raw_analytics AS r
+                        WHERE r.session_id = d.session_id
+                          AND r.event_name IN ('tool_call_failed', 'schema_validation_error') {awr}) AS e
+            FROM done AS d WHERE d.ok = 1)
     SELECT
         (SELECT COUNT(DISTINCT session_id) FROM raw_analytics {where}),
         (SELECT COUNT(*) FROM starts),
         (SELECT COUNT(*) FROM done),
         (SELECT COUNT(*) FROM done WHERE ok = 1),
-        (SELECT COALESCE(SUM(n), 0) FROM steps),
-        (SELECT MAX(n) FROM steps),
+        (SELECT COALESCE(SUM(n), 0) FROM okf),
+        (SELECT MAX(n) FROM okf),
         (SELECT COUNT(*) FROM errs),
-        (SELECT COUNT(*) FROM errs JOIN done USING (session_id) WHERE done.ok = 1)
+        (SELECT COALESCE(SUM(e), 0) FROM okf)
 """
 
 PER_SESSION = """
@@ -130,45 +136,62 @@ RETRY_LOOPS = f"""
 """
 
 
-def aggregates(conn: sqlite3.Connection, filters: dict[str, Any], *, breakdown: str | None = None) -> Aggregates:
+def aggregates(conn: sqlite3.Connection, filters: dict[str, Any], *, breakdown: str | None = None,
+               second: sqlite3.Connection | None = None) -> Aggregates:
     """Count everything the metrics need within ``filters`` (session_id, user_id, mcp_name, since, until).
 
-    The filters become named placeholders and one parameter dict, never SQL text.
+    The filters become named placeholders and one parameter dict, never SQL text. With ``second`` (another
+    connection whose read transaction sees the same snapshot, see ``SQLiteSink.compute_aggregates``) the
+    session facts and the rest are counted at once on two threads (SQLite runs queries outside the GIL).
     """
+    if breakdown not in (None, "session", "user"):
+        raise ValueError("breakdown must be 'session', 'user' or None")
     params = named_params(**filters)
     where, _ = where_clause(**filters, placeholder=":")
     aw, _ = where_clause(**filters, placeholder=":", prefix="AND")
     and_where_r, _ = where_clause(**filters, placeholder=":", prefix="AND", alias="r.")
 
-    totals, tools = count_events(conn.execute(EVENT_COUNTS.format(where=where), params))
-    set_session_facts(totals, conn.execute(SESSIONS.format(where=where, aw=aw), params).fetchone())
+    def session_half(c: sqlite3.Connection) -> tuple[Any, dict[str, Totals]]:
+        facts = c.execute(SESSIONS.format(where=where, aw=aw, awr=and_where_r), params).fetchone()
+        groups: dict[str, Totals] = {}
+        if breakdown is not None:
+            keys = "session_id" if breakdown == "session" else "user_id, session_id"
+            col = "session_id" if breakdown == "session" else "user_id"
+            sql = TOTALS.format(group_select=f"{col},", per_session=PER_SESSION.format(keys=keys, where=where),
+                                group_by=f"GROUP BY {col}")
+            for r in c.execute(sql, params):
+                if r[0] is not None:
+                    groups[str(r[0])] = Totals(*[int(v) if v is not None else None for v in r[1:]])
+        return facts, groups
 
-    percentile = PERCENTILE.replace("tool_name = ?", "tool_name = :tool").replace("OFFSET ?", "OFFSET :offset")
-    for name, lat_n, lat_us, lat_max in conn.execute(LATENCY.format(aw=aw), params):
-        tc = tools.get(name) or tools.setdefault(name, ToolCounts(name))
-        tc.latency_count, tc.latency_sum, tc.latency_max = int(lat_n), int(lat_us) / 1000.0, lat_max
-        if tc.latency_count:
-            sql = percentile.format(and_where=aw)
-            tc.latency_p50 = conn.execute(sql, {**params, "tool": name,
-                                                "offset": rank_offset(tc.latency_count, 0.5)}).fetchone()[0]
-            tc.latency_p95 = conn.execute(sql, {**params, "tool": name,
-                                                "offset": rank_offset(tc.latency_count, 0.95)}).fetchone()[0]
+    def rest_half(c: sqlite3.Connection) -> tuple[Totals, dict[str, ToolCounts], list[Any], list[Any], list[Any]]:
+        totals, tools = count_events(c.execute(EVENT_COUNTS.format(where=where), params))
+        percentile = PERCENTILE.replace("tool_name = ?", "tool_name = :tool").replace("OFFSET ?", "OFFSET :offset")
+        for name, lat_n, lat_us, lat_max in c.execute(LATENCY.format(aw=aw), params).fetchall():
+            tc = tools.get(name) or tools.setdefault(name, ToolCounts(name))
+            tc.latency_count, tc.latency_sum, tc.latency_max = int(lat_n), int(lat_us) / 1000.0, lat_max
+            if tc.latency_count:
+                sql = percentile.format(and_where=aw)
+                tc.latency_p50 = c.execute(sql, {**params, "tool": name,
+                                                 "offset": rank_offset(tc.latency_count, 0.5)}).fetchone()[0]
+                tc.latency_p95 = c.execute(sql, {**params, "tool": name,
+                                                 "offset": rank_offset(tc.latency_count, 0.95)}).fetchone()[0]
+        confusion = [(k, a, b, int(n)) for k, a, b, n in c.execute(CONFUSION.format(and_where=aw), params)
+                     if a is not None]
+        hotspots = [(t, f, k, int(n), ex) for t, f, k, n, ex in c.execute(
+            HOTSPOTS.format(and_where_r=and_where_r), params)]
+        loops = [(s, t, h, int(n)) for s, t, h, n in c.execute(RETRY_LOOPS.format(and_where=aw), params)]
+        return totals, tools, confusion, hotspots, loops
 
-    groups: dict[str, Totals] = {}
-    if breakdown in ("session", "user"):
-        keys = "session_id" if breakdown == "session" else "user_id, session_id"
-        col = "session_id" if breakdown == "session" else "user_id"
-        sql = TOTALS.format(group_select=f"{col},", per_session=PER_SESSION.format(keys=keys, where=where),
-                            group_by=f"GROUP BY {col}")
-        for r in conn.execute(sql, params):
-            if r[0] is not None:
-                groups[str(r[0])] = Totals(*[int(v) if v is not None else None for v in r[1:]])
-    elif breakdown is not None:
-        raise ValueError("breakdown must be 'session', 'user' or None")
+    if second is None:
+        facts, groups = session_half(conn)
+        totals, tools, confusion, hotspots, loops = rest_half(conn)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
 
-    confusion = [(k, a, b, int(n)) for k, a, b, n in conn.execute(CONFUSION.format(and_where=aw), params)
-                 if a is not None]
-    hotspots = [(t, f, k, int(n), ex) for t, f, k, n, ex in conn.execute(
-        HOTSPOTS.format(and_where_r=and_where_r), params)]
-    loops = [(s, t, h, int(n)) for s, t, h, n in conn.execute(RETRY_LOOPS.format(and_where=aw), params)]
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            other = pool.submit(rest_half, second)
+            facts, groups = session_half(conn)
+            totals, tools, confusion, hotspots, loops = other.result()
+    set_session_facts(totals, facts)
     return Aggregates(totals, list(tools.values()), confusion, hotspots, loops, groups)

@@ -172,14 +172,15 @@ class SQLiteSink:
 
     # -- read side -------------------------------------------------------------------------------
 
-    def connect_read(self) -> sqlite3.Connection:
+    def connect_read(self, *, check_same_thread: bool = True) -> sqlite3.Connection:
         """A new connection for queries; read-only URI when the sink is read-only."""
         if not self.path.exists():
             raise SQLiteStoreError(f"no database at {self.path}")
         if self.read_only:
-            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30,
+                                   check_same_thread=check_same_thread)
         else:
-            conn = sqlite3.connect(self.path, timeout=30)
+            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=check_same_thread)
         try:
             conn.execute("SELECT 1 FROM raw_analytics LIMIT 1")
         except sqlite3.DatabaseError as exc:
@@ -224,10 +225,27 @@ class SQLiteSink:
         from mcp_tracking.metrics import sqlite as sql
 
         conn = self.connect_read()
+        second = None
         try:
-            return sql.aggregates(conn, filters, breakdown=breakdown)
+            last = _begin_read(conn)
+            try:
+                second = self.connect_read(check_same_thread=False)
+                for _ in range(5):  # the table only grows: the same last rowid means the same rows
+                    if _begin_read(second) == last:
+                        break
+                    second.rollback()
+                else:
+                    second.close()
+                    second = None
+            except sqlite3.Error:
+                if second is not None:
+                    second.close()
+                second = None
+            return sql.aggregates(conn, filters, breakdown=breakdown, second=second)
         finally:
-            conn.close()
+            for c in (conn, second):
+                if c is not None:
+                    c.close()
 
     def time_span(self, filters: dict[str, Any]) -> tuple[str, str] | None:
         """First and last ``created_at`` within the filters."""
@@ -311,3 +329,9 @@ def named_params(*, placeholder: str = ":", **filters: Any) -> dict[str, Any]:
         if value is not None:
             out[key] = format_timestamp(value) if key in ("since", "until") and placeholder == ":" else value
     return out
+
+
+def _begin_read(conn: sqlite3.Connection) -> int:
+    """Open a read transaction (its snapshot is fixed by this first read) and return the last rowid it sees."""
+    conn.execute("BEGIN")
+    return int(conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM raw_analytics").fetchone()[0])
