@@ -215,28 +215,36 @@ class CapSizes:
         if len(data) <= min(self.max_string_chars, self.max_error_chars, 512):
             return event  # fast path: nothing in it can be over any cap
         md = event.metadata
+        changed = False
         msg = md.get("error_message")
         if isinstance(msg, str) and len(msg) > self.max_error_chars:
             md["error_message"] = msg[: self.max_error_chars] + f"...[{len(msg) - self.max_error_chars} more chars]"
+            changed = True
         for key in ("tool_name", "requested_tool_name", "first_tool_name", "second_tool_name"):
             v = md.get(key)
             if isinstance(v, str) and len(v) > 512:
                 md[key] = v[:512]
-        if len(data) > self.max_string_chars:
-            for key in PAYLOAD_FIELDS:
-                if key in md and md[key] is not None:
-                    value = self._cap_strings(md[key])
-                    encoded = dumps(value)
-                    if len(encoded) > self.max_payload_bytes:
-                        preview = encoded[: min(512, self.max_string_chars)].decode("utf-8", "replace")
-                        value = {"$truncated": True, "bytes": len(encoded), "preview": preview}
-                    md[key] = value
-            if event.event_name not in KNOWN_EVENT_NAMES:
-                event.metadata = self._cap_strings(event.metadata)
-            else:
-                for key, v in md.items():
-                    if isinstance(v, (str, list, dict)) and key not in PAYLOAD_FIELDS:
-                        md[key] = self._cap_strings(v)
+                changed = True
+        if len(data) <= self.max_string_chars:  # no string in it can be over the string cap
+            if changed:
+                event.metadata_json = None
+                ensure_json(event)
+            return event
+        # over the string cap somewhere: walk the payloads and strings
+        for key in PAYLOAD_FIELDS:
+            if key in md and md[key] is not None:
+                value = self._cap_strings(md[key])
+                encoded = dumps(value)
+                if len(encoded) > self.max_payload_bytes:
+                    preview = encoded[: min(512, self.max_string_chars)].decode("utf-8", "replace")
+                    value = {"$truncated": True, "bytes": len(encoded), "preview": preview}
+                md[key] = value
+        if event.event_name not in KNOWN_EVENT_NAMES:
+            event.metadata = self._cap_strings(event.metadata)
+        else:
+            for key, v in md.items():
+                if isinstance(v, (str, list, dict)) and key not in PAYLOAD_FIELDS:
+                    md[key] = self._cap_strings(v)
         event.metadata_json = None
         ensure_json(event)
         return event
