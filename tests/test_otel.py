@@ -160,6 +160,26 @@ async def test_arguments_and_results_only_when_opted_in_and_redacted():
     assert "mmlu" in span.attributes["gen_ai.tool.call.result"]
 
 
+async def test_results_on_spans_are_redacted():
+    from mcp.server.mcpserver import MCPServer
+
+    provider, exporter = _local()
+    client = AnalyticsClient(OTelSink(provider, record_results=True), flush_interval=0.02)
+    server = MCPServer("s")
+
+    @server.tool()
+    def login(user: str) -> dict:
+        return {"user": user, "access_token": "tok-123"}
+
+    server.middleware.append(TrackingMiddleware(client, server=server))
+    async with Client(server) as c:
+        await c.call_tool("login", {"user": "ann"})
+    client.close()
+    (span,) = _tool_spans(exporter.get_finished_spans())
+    result = span.attributes["gen_ai.tool.call.result"]
+    assert "ann" in result and "tok-123" not in result and "REDACTED" in result
+
+
 async def test_framework_span_is_enriched_not_duplicated(framework_tracing):
     """With the SDK's OpenTelemetryMiddleware recording, each call has exactly one SERVER span: the SDK's,
     carrying our session id and lifecycle events. Our sink adds no second span."""

@@ -176,3 +176,15 @@ def test_shared_state_from_the_environment(redis_url, monkeypatch):
     client.close()
     with pytest.raises(ValueError):
         AnalyticsClient(MemorySink(), shared_state="memcached://x")
+
+
+def test_huge_arguments_are_not_copied_into_redis(redis_url):
+    (a,), prefix = replicas(redis_url, n=1)
+    call(a[1], "S", "upload", {"blob": "x" * 1_000_000}, fail=True)
+    call(a[1], "S", "other", {})
+    r = redis.Redis.from_url(redis_url)
+    assert len(r.hget(f"{prefix}{{S}}", "lp")) < 100
+    a[0].flush()
+    wrong = next(e for e in a[2].events if e["event_name"] == "wrong_tool_error")
+    assert wrong["metadata"]["first_tool_params"]["$truncated"] is True
+    a[0].close()

@@ -382,7 +382,7 @@ class Recorder:
                 "tool_name": handle.tool_name, "tool_params": handle.params, "success": True,
                 "execution_time_ms": elapsed, "call_sequence": handle.sequence, "params_hash": handle.params_hash,
                 "result_size": len(payload),
-            }, self._result_context(handle, payload) if self._otel is not None else None)
+            }, self._result_context(handle, result) if self._otel is not None else None)
         checks = self.options.completeness.get(handle.tool_name)
         if checks:
             report = _completeness.evaluate(checks, result, threshold=self.options.completeness_threshold)
@@ -392,11 +392,12 @@ class Recorder:
                 "result_count": report.result_count, "call_sequence": handle.sequence,
             })
 
-    def _result_context(self, handle: CallHandle, payload: bytes) -> dict[str, Any] | None:
-        """The result for the OpenTelemetry span, when the user opted in (capped)."""
+    def _result_context(self, handle: CallHandle, result: Any) -> dict[str, Any] | None:
+        """The result for the OpenTelemetry span, when the user opted in: redacted and capped like the
+        arguments."""
         if not self._otel.record_results:
             return None
-        text = payload[:MAX_RESULT_ATTRIBUTE].decode("utf-8", "replace")
+        text = self._sanitized(result)[:MAX_RESULT_ATTRIBUTE]
         if handle.span is not None:
             try:
                 handle.span.set_attribute("gen_ai.tool.call.result", text)

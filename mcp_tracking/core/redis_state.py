@@ -29,6 +29,7 @@ except ImportError as exc:  # pragma: no cover - optional extra
     raise ImportError("RedisState needs redis-py: pip install 'mcp-tracking[redis]'") from exc
 
 DEFAULT_PREFIX = "mcp_tracking:"
+MAX_SHARED_PARAMS_BYTES = 16_384  # the last call's arguments kept in Redis (for wrong_tool_error)
 
 # KEYS: session hash, history hash. ARGV: tool, phash, params json, polling, now, ttl, claim session_start.
 # History entries are "first|last|outcome|retries|fingerprint|volatile".
@@ -178,9 +179,12 @@ class RedisState:
 
     def begin(self, state: SessionState, tool: str, phash: str, params: Any, polling: bool,
               claim: bool = True) -> CallStart:
+        last_params = dumps(params)
+        if len(last_params) > MAX_SHARED_PARAMS_BYTES:  # only a wrong_tool_error quotes them; the store caps too
+            last_params = dumps({"$truncated": True, "bytes": len(last_params)})
         try:
             out = self._begin(keys=self._keys(state.session_id),
-                              args=[tool, phash, dumps(params), "1" if polling else "0", f"{time.time():.6f}",
+                              args=[tool, phash, last_params, "1" if polling else "0", f"{time.time():.6f}",
                                     self.ttl, "1" if claim else "0"])
         except redis.RedisError:
             self._fallback("begin")
