@@ -139,6 +139,19 @@ def test_zero_denominators_give_null_not_zero(tmp_path):
         assert d["tool_popularity"] == {"value": None, "tools": []}
 
 
+def test_successful_sessions_without_tool_calls_count_zero_steps(tmp_path):
+    """A session completed without any tool call: steps-to-goal max 0 (not null) in every backend."""
+    events = [EventRecord("session_start", "u", "s1", "m", {}),
+              EventRecord("session_completed", "u", "s1", "m", {"success": True, "steps_count": 0})]
+    memory = MemorySink()
+    memory.write(events)
+    sqlite = SQLiteSink(tmp_path / "z.db")
+    sqlite.write(events)
+    for source in (memory, sqlite):
+        totals = compute_metrics(source).totals
+        assert (totals.successful_sessions, totals.steps_in_successful, totals.max_steps_successful) == (1, 0, 0)
+
+
 def random_events(seed: int, sessions: int = 150) -> list[EventRecord]:
     """Varied random sessions from the real client and recorder logic."""
     rng = random.Random(seed)
