@@ -40,10 +40,16 @@ LATENCY = """
 # of the whole table); each CTE then reads only its event type from the event index. The steps and the
 # errors of successful sessions are two probes of the session index per successful session (``okf``),
 # not a join of two materialised lists.
+# How many sessions there are and how many started: the other half's work (it balances the two threads).
+SESSION_COUNTS = """
+    SELECT
+        (SELECT COUNT(DISTINCT session_id) FROM raw_analytics {where}),
+        (SELECT COUNT(*) FROM (SELECT DISTINCT session_id FROM raw_analytics
+                               WHERE event_name = 'session_start' AND +session_id IS NOT NULL {aw}))
+"""
+
 SESSIONS = """
     WITH
-    starts AS (SELECT DISTINCT session_id FROM raw_analytics
-               WHERE event_name = 'session_start' AND +session_id IS NOT NULL {aw}),
     done AS (SELECT session_id, MAX(success = 1) AS ok FROM raw_analytics
              WHERE event_name = 'session_completed' AND +session_id IS NOT NULL {aw} GROUP BY session_id),
     errs AS (SELECT DISTINCT session_id FROM raw_analytics
@@ -56,8 +62,6 @@ SESSIONS = """
                           AND r.event_name IN ('tool_call_failed', 'schema_validation_error') {awr}) AS e
             FROM done AS d WHERE d.ok = 1)
     SELECT
-        (SELECT COUNT(DISTINCT session_id) FROM raw_analytics {where}),
-        (SELECT COUNT(*) FROM starts),
         (SELECT COUNT(*) FROM done),
         (SELECT COUNT(*) FROM done WHERE ok = 1),
         (SELECT COALESCE(SUM(n), 0) FROM okf),
@@ -152,7 +156,7 @@ def aggregates(conn: sqlite3.Connection, filters: dict[str, Any], *, breakdown: 
     and_where_r, _ = where_clause(**filters, placeholder=":", prefix="AND", alias="r.")
 
     def session_half(c: sqlite3.Connection) -> tuple[Any, dict[str, Totals]]:
-        facts = c.execute(SESSIONS.format(where=where, aw=aw, awr=and_where_r), params).fetchone()
+        facts = c.execute(SESSIONS.format(aw=aw, awr=and_where_r), params).fetchone()
         groups: dict[str, Totals] = {}
         if breakdown is not None:
             keys = "session_id" if breakdown == "session" else "user_id, session_id"
@@ -166,6 +170,8 @@ def aggregates(conn: sqlite3.Connection, filters: dict[str, Any], *, breakdown: 
 
     def rest_half(c: sqlite3.Connection) -> tuple[Totals, dict[str, ToolCounts], list[Any], list[Any], list[Any]]:
         totals, tools = count_events(c.execute(EVENT_COUNTS.format(where=where), params))
+        counts = c.execute(SESSION_COUNTS.format(where=where, aw=aw), params).fetchone()
+        totals.sessions, totals.started_sessions = int(counts[0]), int(counts[1])
         percentile = PERCENTILE.replace("tool_name = ?", "tool_name = :tool").replace("OFFSET ?", "OFFSET :offset")
         for name, lat_n, lat_us, lat_max in c.execute(LATENCY.format(aw=aw), params).fetchall():
             tc = tools.get(name) or tools.setdefault(name, ToolCounts(name))
@@ -193,5 +199,5 @@ def aggregates(conn: sqlite3.Connection, filters: dict[str, Any], *, breakdown: 
             other = pool.submit(rest_half, second)
             facts, groups = session_half(conn)
             totals, tools, confusion, hotspots, loops = other.result()
-    set_session_facts(totals, facts)
+    set_session_facts(totals, (totals.sessions, totals.started_sessions, *facts))
     return Aggregates(totals, list(tools.values()), confusion, hotspots, loops, groups)
