@@ -14,6 +14,7 @@ EXAMPLES = {
     "decorator_example.py": "recovery rate: 1.0",
     "instrument_example.py": "'total_sessions': 12",
     "fastmcp_example.py": "hallucination rate: 1.0",
+    "otel_example.py": "span 'tools/call list_models' session=otel-demo seq=4 error=None events=['wrong_tool_error']",
 }
 
 
@@ -22,6 +23,8 @@ def test_example_runs(name, tmp_path):
     """Run the example with its events in a temporary store and check what it prints."""
     if name.startswith("fastmcp"):
         pytest.importorskip("fastmcp")
+    if name.startswith("otel"):
+        pytest.importorskip("opentelemetry.sdk")
     env = {**os.environ, "MCP_TRACKING_URL": f"sqlite:///{tmp_path}/ex.db"}
     try:
         proc = subprocess.run([sys.executable, str(ROOT / "examples" / name)], capture_output=True, text=True,
