@@ -6,8 +6,9 @@
 For MCPServer (mcp 2.x) and, when installed, fastmcp: the same trivial tool called through a real
 in-process client, untracked and with full tracking (live manifest check, compiled jsonschema validation,
 retry/wrong-tool detection, session state, events queued to SQLite on the worker). Rounds alternate the
-two servers; each round is >= 2,000 calls; the figure is the median over rounds of µs per call, and the
-ratio of the medians, all from the same run. Target: <= 1.05 on MCPServer.
+two servers in ABBA order, so that running first or second in a round favours neither; each round is
+>= 2,000 calls; the figure is the median over rounds of µs per call, and the ratio of the medians, all
+from the same run. Target: <= 1.05 on MCPServer.
 
 ``--transport stdio|http`` measures what a deployed server sees instead: the plain and the tracked
 MCPServer each in its own process (``_server.py``), reached over stdio or streamable HTTP on 127.0.0.1 by
@@ -101,9 +102,10 @@ def remote(transport: str, calls: int, rounds: int) -> None:
                 return await c.call_tool(name, args)
 
             base, ours = [], []
-            for _ in range(rounds):
-                base.append(anyio.run(per_call_us, Client, targets["plain"], calls, call))
-                ours.append(anyio.run(per_call_us, Client, targets["tracked"], calls, call))
+            for r in range(rounds):  # ABBA: neither variant always runs first
+                for kind in (("plain", "tracked") if r % 2 == 0 else ("tracked", "plain")):
+                    us = anyio.run(per_call_us, Client, targets[kind], calls, call)
+                    (base if kind == "plain" else ours).append(us)
         finally:
             for p in procs:
                 p.terminate()
@@ -134,9 +136,10 @@ def main() -> None:
         for make in pairs:
             label, connect, plain, tracked, call, client = make(Path(d) / f"{make.__name__}.db")
             base, ours = [], []
-            for _ in range(args.rounds):
-                base.append(anyio.run(per_call_us, connect, plain, args.calls, call))
-                ours.append(anyio.run(per_call_us, connect, tracked, args.calls, call))
+            for r in range(args.rounds):  # ABBA: neither variant always runs first
+                for server in ((plain, tracked) if r % 2 == 0 else (tracked, plain)):
+                    us = anyio.run(per_call_us, connect, server, args.calls, call)
+                    (base if server is plain else ours).append(us)
             client.close()
             assert client.stats.failed_events == 0 and client.stats.dropped == 0
             b, o = median(base), median(ours)
