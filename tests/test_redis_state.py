@@ -188,3 +188,24 @@ def test_huge_arguments_are_not_copied_into_redis(redis_url):
     wrong = next(e for e in a[2].events if e["event_name"] == "wrong_tool_error")
     assert wrong["metadata"]["first_tool_params"]["$truncated"] is True
     a[0].close()
+
+
+def test_a_session_id_used_again_after_its_end_starts_a_new_session(redis_url):
+    """As in one process: once a session ended, the same id later gets session_start and sequence 1 again."""
+    (a, b), _ = replicas(redis_url)
+    call(a[1], "S", "search", {"q": 1})
+    call(b[1], "S", "search", {"q": 2})
+    b[0].end_session("S")
+    call(a[1], "S", "search", {"q": 3})  # replica A still held an old copy of the session
+    a[0].end_session("S")
+    for client, _, _ in (a, b):
+        client.flush()
+    evs = events(a[2], b[2])
+    assert [e["event_name"] for e in evs].count("session_start") == 2
+    assert [e["event_name"] for e in evs].count("session_end") == 2
+    seqs = [e["metadata"]["call_sequence"] for e in evs if e["event_name"] == "tool_call_started"]
+    assert seqs == [1, 2, 1]
+    ends = [e["metadata"]["steps_count"] for e in evs if e["event_name"] == "session_end"]
+    assert ends == [2, 1]
+    for client, _, _ in (a, b):
+        client.close()

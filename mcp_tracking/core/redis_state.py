@@ -115,14 +115,17 @@ redis.call('EXPIRE', h, tonumber(ARGV[3]))
 return {retries, tonumber(first)}
 """
 
-# KEYS: session hash. ARGV: idle seconds, now, whether the reason needs the session idle everywhere.
-# Returns the session's fields when this replica is the one to end it, else an empty list.
+# KEYS: session hash, history hash. ARGV: idle seconds, now, whether the reason needs the session idle
+# everywhere. Returns the session's fields when this replica is the one to end it (and deletes its keys: a
+# later call with the same session id starts a new session, as in one process), else an empty list.
 _CLAIM_END = """
 local s = KEYS[1]
+if redis.call('EXISTS', s) == 0 then return {} end
 local act = tonumber(redis.call('HGET', s, 'act') or '0')
 if ARGV[3] == '1' and act + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return {} end
-if redis.call('HSETNX', s, 'ended', '1') == 0 then return {} end
-return redis.call('HGETALL', s)
+local fields = redis.call('HGETALL', s)
+redis.call('DEL', s, KEYS[2])
+return fields
 """
 
 # KEYS: identity key. ARGV: candidate session id, idle seconds. The session bound to an identity within
@@ -282,7 +285,7 @@ class RedisState:
         """
         must_be_idle = reason in ("idle_timeout", "evicted", "shutdown")
         try:
-            fields = self._claim_end(keys=self._keys(state.session_id)[:1],
+            fields = self._claim_end(keys=self._keys(state.session_id),
                                      args=[idle_timeout, f"{time.time():.6f}", "1" if must_be_idle else "0"])
         except redis.RedisError:
             self._fallback("end-claim")
@@ -343,13 +346,12 @@ def _apply(state: SessionState, shared: dict[str, str]) -> None:
     if shared.get("first"):
         first = float(shared["first"])
         state.started_mono = time.monotonic() - max(0.0, time.time() - first)
+    # the shared copy is the truth: what it does not hold, this process's copy must not keep either
+    state.last_call = None
     if shared.get("lt"):
         failed = {"1": True, "0": False}.get(shared.get("lf", ""))
         state.last_call = LastCall(shared["lt"], _loads(shared.get("lp", "")), int(shared.get("ls", 0)), failed,
                                    shared.get("le") or None)
-    if shared.get("ans"):
-        state.last_answer_complete = shared["ans"] == "1"
-    if shared.get("outcome"):
-        state.outcome = shared["outcome"]
-    if shared.get("task"):
-        state.task_reported = shared["task"] == "1"
+    state.last_answer_complete = shared["ans"] == "1" if shared.get("ans") else None
+    state.outcome = shared.get("outcome") or None
+    state.task_reported = shared["task"] == "1" if shared.get("task") else None
