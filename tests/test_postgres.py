@@ -358,3 +358,35 @@ def test_nul_characters_and_odd_values_are_stored(pg_url):
     client.close()
     events = list(PostgresSink(pg_url).iter_events())
     assert events[0]["user_id"] == "user" and events[0]["metadata"] == {"text": "ab", "nested": {"k": [1, "x"]}}
+
+
+def test_metrics_halves_share_one_snapshot_while_events_are_written(pg_url):
+    """The two connections of compute_metrics count the same rows (one exported snapshot) while a writer keeps
+    adding whole sessions, each in one transaction."""
+    sink = PostgresSink(pg_url)
+    sink.write([EventRecord("x", "u", None, None, {})])
+    stop = threading.Event()
+
+    def writer() -> None:
+        w = PostgresSink(pg_url)
+        i = 0
+        while not stop.is_set():
+            sid = f"s{i}"
+            w.write([EventRecord("session_start", "u", sid, "m", {}),
+                     EventRecord("tool_call_started", "u", sid, "m", {"tool_name": "t"}),
+                     EventRecord("session_completed", "u", sid, "m", {"success": True})])
+            i += 1
+        w.close()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        for _ in range(25):
+            tot = compute_metrics(pg_url).totals
+            assert tot.sessions == tot.started_sessions == tot.completed_sessions == tot.successful_sessions \
+                == tot.steps_in_successful == tot.tool_calls, tot
+            assert tot.sessions > 0
+    finally:
+        stop.set()
+        t.join()
+        sink.close()
