@@ -367,26 +367,33 @@ def test_metrics_halves_share_one_snapshot_while_events_are_written(pg_url):
     sink.write([EventRecord("x", "u", None, None, {})])
     stop = threading.Event()
 
-    def writer() -> None:
+    def writer(k: int) -> None:
         w = PostgresSink(pg_url)
         i = 0
         while not stop.is_set():
-            sid = f"s{i}"
+            sid = f"w{k}-s{i}"
             w.write([EventRecord("session_start", "u", sid, "m", {}),
                      EventRecord("tool_call_started", "u", sid, "m", {"tool_name": "t"}),
                      EventRecord("session_completed", "u", sid, "m", {"success": True})])
             i += 1
         w.close()
 
-    t = threading.Thread(target=writer)
-    t.start()
+    writers = [threading.Thread(target=writer, args=(k,)) for k in range(4)]  # commits every ~0.5 ms
+    for t in writers:
+        t.start()
     try:
-        for _ in range(25):
-            tot = compute_metrics(pg_url).totals
+        seen = 0
+        for _ in range(40):
+            result = compute_metrics(pg_url)
+            tot = result.totals
             assert tot.sessions == tot.started_sessions == tot.completed_sessions == tot.successful_sessions \
                 == tot.steps_in_successful == tot.tool_calls, tot
-            assert tot.sessions > 0
+            per_tool = sum(t["call_count"] for t in result.to_dict()["tool_popularity"]["tools"])
+            assert per_tool == tot.tool_calls, (per_tool, tot)  # counted on the other connection
+            seen = tot.sessions
+        assert seen > 0  # the writer was writing meanwhile
     finally:
         stop.set()
-        t.join()
+        for t in writers:
+            t.join()
         sink.close()
