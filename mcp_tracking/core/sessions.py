@@ -66,24 +66,25 @@ class SessionState:
     identity_key: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
-    def remember(self, key: tuple[str, str], entry: CallHistory) -> None:
-        self.history[key] = entry
-        self.history.move_to_end(key)
-        while len(self.history) > MAX_HISTORY_PER_SESSION:
-            self.history.popitem(last=False)
-
-    def call_started(self, tool: str, params: Any, phash: str, seq: int) -> None:
-        """A tool call began: sequence, params history and last call."""
+    def call_started(self, tool: str, params: Any, phash: str, seq: int) -> tuple[CallHistory | None, str | None]:
+        """A tool call began: sequence, params history and last call. Returns the history entry of an earlier
+        identical call (now marked pending) and that call's outcome before it, or ``(None, None)``."""
         if seq > self.sequence:
             self.sequence = seq
         key = (tool, phash)
         entry = self.history.get(key)
-        if entry is None:
-            self.remember(key, CallHistory(seq, seq, "pending"))
+        before = None
+        if entry is None:  # a new key goes to the end; the oldest beyond the bound are forgotten
+            history = self.history
+            history[key] = CallHistory(seq, seq, "pending")
+            if len(history) > MAX_HISTORY_PER_SESSION:
+                history.popitem(last=False)
         else:
+            before = entry.last_outcome
             entry.last_sequence = seq
             entry.last_outcome = "pending"
         self.last_call = LastCall(tool, params, seq)
+        return entry, before
 
     def call_finished(self, tool: str, phash: str, seq: int | None, *, outcome: str, error_type: str | None = None,
                       params: Any = None, fingerprint: str | None = None) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Protocol
 
-from mcp_tracking.core.sessions import MAX_HISTORY_PER_SESSION, CallHistory, LastCall, SessionState
+from mcp_tracking.core.sessions import CallHistory, SessionState
 
 
 class CallStart(NamedTuple):
@@ -88,36 +88,24 @@ class LocalState:
 
     def begin(self, state: SessionState, tool: str, phash: str, params: Any, polling: bool,
               claim: bool = True) -> CallStart:
-        # the request path: one history lookup, updated in place (what SessionState.call_started does)
+        last = state.last_call  # before this call replaces it
         seq = state.sequence + 1
-        state.sequence = seq
-        last = state.last_call
+        entry, before = state.call_started(tool, params, phash, seq)
         retry = None
         deferred = False
-        key = (tool, phash)
-        history = state.history
-        entry = history.get(key)
-        if entry is None:
-            history[key] = CallHistory(seq, seq, "pending")
-            if len(history) > MAX_HISTORY_PER_SESSION:
-                history.popitem(last=False)
-        else:
-            if not polling and not entry.volatile:
-                if entry.last_outcome == "succeeded":
-                    deferred = True
-                else:
-                    entry.retries += 1
-                    state.retries += 1
-                    retry = (entry.retries, entry.first_sequence, retry_reason(entry.last_outcome))
-            entry.last_sequence = seq
-            entry.last_outcome = "pending"
+        if entry is not None and before is not None and not polling and not entry.volatile:
+            if before == "succeeded":
+                deferred = True
+            else:
+                entry.retries += 1
+                state.retries += 1
+                retry = (entry.retries, entry.first_sequence, retry_reason(before))
         wrong = None
         previous = None
         if last is not None:
             previous = last.tool_name
             if last.failed and previous != tool:
                 wrong = (previous, last.tool_params, last.sequence, last.error_type)
-        state.last_call = LastCall(tool, params, seq)
         return CallStart(seq, previous, retry, deferred, wrong, claim and self.claim_start(state))
 
     def end(self, state: SessionState, tool: str, phash: str, seq: int | None, outcome: str, *,
