@@ -8,6 +8,7 @@ whose denominator is zero is ``None`` (null in JSON), never 0.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -272,3 +273,17 @@ def set_session_facts(totals: Totals, row: Any) -> None:
     (totals.sessions, totals.started_sessions, totals.completed_sessions, totals.successful_sessions,
      totals.steps_in_successful, totals.max_steps_successful, totals.sessions_with_errors,
      totals.recovered_sessions) = (int(v) if v is not None else None for v in row)
+
+
+def run_halves(first: Callable[[Any], Any], conn: Any, second_half: Callable[[Any], Any],
+               second: Any = None) -> tuple[Any, Any]:
+    """``(first(conn), second_half(second or conn))``: at once on two threads when there is a ``second``
+    connection (the databases run the queries outside the GIL), one after the other on ``conn`` otherwise.
+    The caller makes both connections see the same rows."""
+    if second is None:
+        return first(conn), second_half(conn)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        other = pool.submit(second_half, second)
+        return first(conn), other.result()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mcp_tracking.metrics.model import RETRY_LOOP_MIN_CALLS, TOOL_FIELDS, Aggregates, ToolCounts, Totals
+from mcp_tracking.metrics.model import RETRY_LOOP_MIN_CALLS, TOOL_FIELDS, Aggregates, ToolCounts, Totals, run_halves
 from mcp_tracking.sinks.sqlite import where_clause
 
 TOOL_COUNTS = """
@@ -153,12 +153,7 @@ def aggregates(conn: Any, filters: dict[str, Any], *, breakdown: str | None = No
         return list(tools.values()), confusion, hotspots, loops
 
     try:
-        if second is None:
-            totals, groups = session_half(conn)
-            tools, confusion, hotspots, loops = tool_half(conn)
-        else:
-            from concurrent.futures import ThreadPoolExecutor
-
+        if second is not None:
             from psycopg import IsolationLevel, sql
 
             conn.rollback()
@@ -169,10 +164,7 @@ def aggregates(conn: Any, filters: dict[str, Any], *, breakdown: str | None = No
                 snapshot = cur.fetchone()[0]
             with second.cursor() as cur:  # the first statement of its transaction: adopt conn's snapshot
                 cur.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                other = pool.submit(tool_half, second)
-                totals, groups = session_half(conn)
-                tools, confusion, hotspots, loops = other.result()
+        (totals, groups), (tools, confusion, hotspots, loops) = run_halves(session_half, conn, tool_half, second)
     finally:
         conn.rollback()
         if second is not None:

@@ -20,6 +20,7 @@ from mcp_tracking.metrics.model import (
     Totals,
     count_events,
     rank_offset,
+    run_halves,
     set_session_facts,
 )
 from mcp_tracking.sinks.sqlite import named_params, where_clause
@@ -189,15 +190,6 @@ def aggregates(conn: sqlite3.Connection, filters: dict[str, Any], *, breakdown: 
         loops = [(s, t, h, int(n)) for s, t, h, n in c.execute(RETRY_LOOPS.format(and_where=aw), params)]
         return totals, tools, confusion, hotspots, loops
 
-    if second is None:
-        facts, groups = session_half(conn)
-        totals, tools, confusion, hotspots, loops = rest_half(conn)
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            other = pool.submit(rest_half, second)
-            facts, groups = session_half(conn)
-            totals, tools, confusion, hotspots, loops = other.result()
+    (facts, groups), (totals, tools, confusion, hotspots, loops) = run_halves(session_half, conn, rest_half, second)
     set_session_facts(totals, (totals.sessions, totals.started_sessions, *facts))
     return Aggregates(totals, list(tools.values()), confusion, hotspots, loops, groups)
