@@ -13,6 +13,40 @@ def add(a: int, b: int = 2) -> int:
     return a + b
 
 
+def framework(kind: str) -> tuple[Callable[[Any], Any], Callable[[str], Any], Callable[..., Any]]:
+    """For ``kind`` ``"mcpserver"`` (mcp 2.x) or ``"fastmcp"``: (client factory, ``make(name)`` giving a new
+    server with the ``add`` tool, ``call(client, name, args)`` giving the raw tool result)."""
+    if kind == "mcpserver":
+        from mcp import Client
+        from mcp.server.mcpserver import MCPServer
+
+        def make(name: str) -> Any:
+            server = MCPServer(name, log_level="WARNING")
+            server.add_tool(add)
+            return server
+
+        async def call(c: Any, name: str, args: dict[str, Any]) -> Any:
+            return await c.call_tool(name, args)
+
+        return Client, make, call
+    import logging
+
+    from fastmcp import Client as FastMCPClient
+    from fastmcp import FastMCP
+
+    logging.getLogger("fastmcp").setLevel(logging.WARNING)
+
+    def make_fastmcp(name: str) -> Any:
+        server = FastMCP(name)
+        server.tool(add)
+        return server
+
+    async def call_fastmcp(c: Any, name: str, args: dict[str, Any]) -> Any:
+        return await c.call_tool_mcp(name, args)
+
+    return FastMCPClient, make_fastmcp, call_fastmcp
+
+
 async def per_call_us(connect: Callable[[Any], Any], server: Any, calls: int, call: Any) -> float:
     """µs per ``add`` call through a real client (``connect(server)``), after a warm-up; distinct arguments
     every time, so tracking sees no retries."""

@@ -18,50 +18,27 @@ a real client in this process; the tracked one stores its events in SQLite.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import add, median, per_call_us
+from _common import framework, median, per_call_us
 
 from mcp_tracking import AnalyticsClient, SQLiteSink, instrument
 
 
-def mcpserver_pair(db: Path):
-    from mcp import Client
-    from mcp.server.mcpserver import MCPServer
-
-    plain, tracked = MCPServer("plain", log_level="WARNING"), MCPServer("tracked", log_level="WARNING")
-    plain.add_tool(add)
-    tracked.add_tool(add)
+def pair(kind: str, db: Path) -> tuple[str, Any, Any, Any, Any, AnalyticsClient]:
+    """(label, client factory, plain server, tracked server, call, the tracked server's analytics client)."""
+    connect, make, call = framework(kind)
+    plain, tracked = make("plain"), make("tracked")
     client = AnalyticsClient(SQLiteSink(db), handle_sigterm=False)
     instrument(tracked, client)
-
-    async def call(c, name, args):
-        return await c.call_tool(name, args)
-
-    return "MCPServer (mcp 2.x)", Client, plain, tracked, call, client
-
-
-def fastmcp_pair(db: Path):
-    from fastmcp import Client, FastMCP
-
-    logging.getLogger("fastmcp").setLevel(logging.WARNING)
-    plain, tracked = FastMCP("plain"), FastMCP("tracked")
-    plain.tool(add)
-    tracked.tool(add)
-    client = AnalyticsClient(SQLiteSink(db), handle_sigterm=False)
-    instrument(tracked, client)
-
-    async def call(c, name, args):
-        return await c.call_tool_mcp(name, args)
-
-    return "fastmcp", Client, plain, tracked, call, client
+    return ("MCPServer (mcp 2.x)" if kind == "mcpserver" else "fastmcp"), connect, plain, tracked, call, client
 
 
 def remote(transport: str, calls: int, rounds: int) -> None:
@@ -125,16 +102,16 @@ def main() -> None:
     if args.transport != "in-process":
         remote(args.transport, args.calls, args.rounds)
         return
-    pairs = [mcpserver_pair]
+    kinds = ["mcpserver"]
     try:
         import fastmcp  # noqa: F401
 
-        pairs.append(fastmcp_pair)
+        kinds.append("fastmcp")
     except ImportError:
         print("fastmcp not installed: skipping it")
     with tempfile.TemporaryDirectory() as d:
-        for make in pairs:
-            label, connect, plain, tracked, call, client = make(Path(d) / f"{make.__name__}.db")
+        for kind in kinds:
+            label, connect, plain, tracked, call, client = pair(kind, Path(d) / f"{kind}.db")
             base, ours = [], []
             for r in range(args.rounds):  # ABBA: neither variant always runs first
                 for server in ((plain, tracked) if r % 2 == 0 else (tracked, plain)):

@@ -15,7 +15,6 @@ untracked median of the same run. Target: mcp-tracking <= 1.05.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from typing import Any
 import anyio
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import add, median, per_call_us
+from _common import framework, median, per_call_us
 
 os.environ.setdefault("DISABLE_DIAGNOSTICS", "true")  # agentcat's own install telemetry
 
@@ -60,32 +59,7 @@ def null_receiver() -> str:
 def variants(kind: str, db: Path, receiver: str) -> tuple[Callable[[Any], Any], Any, dict[str, Any], list[Any]]:
     """(client factory, call, {label: server}, things to close) for ``kind`` in (mcpserver, fastmcp)."""
     closers: list[Any] = []
-    if kind == "mcpserver":
-        from mcp import Client
-        from mcp.server.mcpserver import MCPServer
-
-        def make(name: str) -> Any:
-            s = MCPServer(name, log_level="WARNING")
-            s.add_tool(add)
-            return s
-
-        async def call(c: Any, name: str, args: dict) -> Any:
-            return await c.call_tool(name, args)
-        connect = Client
-    else:
-        from fastmcp import Client as FClient
-        from fastmcp import FastMCP
-
-        logging.getLogger("fastmcp").setLevel(logging.WARNING)
-
-        def make(name: str) -> Any:
-            s = FastMCP(name)
-            s.tool(add)
-            return s
-
-        async def call(c: Any, name: str, args: dict) -> Any:
-            return await c.call_tool_mcp(name, args)
-        connect = FClient
+    connect, make, call = framework(kind)
     servers: dict[str, Any] = {"untracked": make("plain")}
     ours = make("ours")
     client = AnalyticsClient(SQLiteSink(db), handle_sigterm=False)
