@@ -7,9 +7,11 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,3 +60,40 @@ def by_session(events: list[dict]) -> dict[str, list[dict]]:
 def lifecycle(events: list[dict]) -> list[tuple]:
     """(event_name, call_sequence) pairs: the shape of a session."""
     return [(e["event_name"], e["metadata"].get("call_sequence")) for e in events]
+
+
+@contextlib.contextmanager
+def writing_whole_sessions(make_sink: Callable[[], Any], writers: int = 1) -> Iterator[None]:
+    """While inside: ``writers`` threads, each with its own sink from ``make_sink()``, keep writing whole
+    sessions (session_start, one tool call, session_completed with success), each in one write."""
+    from mcp_tracking.events import EventRecord
+
+    stop = threading.Event()
+
+    def writer(k: int) -> None:
+        sink = make_sink()
+        i = 0
+        while not stop.is_set():
+            sid = f"w{k}-s{i}"
+            sink.write([EventRecord("session_start", "u", sid, "m", {}),
+                        EventRecord("tool_call_started", "u", sid, "m", {"tool_name": "t"}),
+                        EventRecord("session_completed", "u", sid, "m", {"success": True})])
+            i += 1
+        sink.close()
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(writers)]
+    for t in threads:
+        t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+
+
+def assert_whole_sessions_agree(totals: Any) -> None:
+    """Every counted session (of ``writing_whole_sessions``) is started, completed, successful and one step:
+    true only when every count comes from the same rows."""
+    assert totals.sessions == totals.started_sessions == totals.completed_sessions == totals.successful_sessions \
+        == totals.steps_in_successful == totals.tool_calls, totals

@@ -6,6 +6,7 @@ import random
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from helpers import assert_whole_sessions_agree, writing_whole_sessions
 
 from mcp_tracking import AnalyticsClient, MemorySink, SQLiteSink, compute_metrics
 from mcp_tracking.events import EventRecord
@@ -223,33 +224,10 @@ def test_latency_uses_each_calls_own_time_when_calls_overlap():
 
 def test_sqlite_metrics_halves_count_the_same_rows_while_events_are_written(tmp_path):
     """The session facts and the event counts come from two read connections that see the same rows: while
-    a writer keeps adding whole sessions (start, one call, success) in single transactions, every result is
-    consistent across the two halves."""
-    import threading
-
+    a writer keeps adding whole sessions in single transactions, every result is consistent across the two
+    halves (sessions and started sessions on one, completed, successful and steps on the other)."""
     path = tmp_path / "busy.db"
     SQLiteSink(path).write([EventRecord("x", "u", None, None, {})])
-    stop = threading.Event()
-
-    def writer() -> None:
-        w = SQLiteSink(path)
-        i = 0
-        while not stop.is_set():
-            sid = f"s{i}"
-            w.write([EventRecord("session_start", "u", sid, "m", {}),
-                     EventRecord("tool_call_started", "u", sid, "m", {"tool_name": "t"}),
-                     EventRecord("session_completed", "u", sid, "m", {"success": True})])
-            i += 1
-        w.close()
-
-    t = threading.Thread(target=writer)
-    t.start()
-    try:
+    with writing_whole_sessions(lambda: SQLiteSink(path)):
         for _ in range(40):
-            tot = compute_metrics(f"sqlite:///{path}").totals
-            # sessions / started (one half) against completed / successful / steps (the other half)
-            assert tot.sessions == tot.started_sessions == tot.completed_sessions == tot.successful_sessions \
-                == tot.steps_in_successful == tot.tool_calls, tot
-    finally:
-        stop.set()
-        t.join()
+            assert_whole_sessions_agree(compute_metrics(f"sqlite:///{path}").totals)

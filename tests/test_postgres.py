@@ -12,6 +12,7 @@ import anyio
 import psycopg
 import pytest
 from conftest import IN_CI
+from helpers import assert_whole_sessions_agree, writing_whole_sessions
 
 from mcp_tracking import AnalyticsClient, MemorySink, compute_metrics, instrument, sink_from_url
 from mcp_tracking.demo.agents import run_sessions
@@ -361,39 +362,19 @@ def test_nul_characters_and_odd_values_are_stored(pg_url):
 
 
 def test_metrics_halves_share_one_snapshot_while_events_are_written(pg_url):
-    """The two connections of compute_metrics count the same rows (one exported snapshot) while a writer keeps
-    adding whole sessions, each in one transaction."""
+    """The two connections of compute_metrics count the same rows (one exported snapshot) while four writers
+    keep adding whole sessions, each in one transaction (a commit every ~0.5 ms)."""
     sink = PostgresSink(pg_url)
     sink.write([EventRecord("x", "u", None, None, {})])
-    stop = threading.Event()
-
-    def writer(k: int) -> None:
-        w = PostgresSink(pg_url)
-        i = 0
-        while not stop.is_set():
-            sid = f"w{k}-s{i}"
-            w.write([EventRecord("session_start", "u", sid, "m", {}),
-                     EventRecord("tool_call_started", "u", sid, "m", {"tool_name": "t"}),
-                     EventRecord("session_completed", "u", sid, "m", {"success": True})])
-            i += 1
-        w.close()
-
-    writers = [threading.Thread(target=writer, args=(k,)) for k in range(4)]  # commits every ~0.5 ms
-    for t in writers:
-        t.start()
+    seen = 0
     try:
-        seen = 0
-        for _ in range(40):
-            result = compute_metrics(pg_url)
-            tot = result.totals
-            assert tot.sessions == tot.started_sessions == tot.completed_sessions == tot.successful_sessions \
-                == tot.steps_in_successful == tot.tool_calls, tot
-            per_tool = sum(t["call_count"] for t in result.to_dict()["tool_popularity"]["tools"])
-            assert per_tool == tot.tool_calls, (per_tool, tot)  # counted on the other connection
-            seen = tot.sessions
-        assert seen > 0  # the writer was writing meanwhile
+        with writing_whole_sessions(lambda: PostgresSink(pg_url), writers=4):
+            for _ in range(40):
+                result = compute_metrics(pg_url)
+                assert_whole_sessions_agree(result.totals)
+                per_tool = sum(t["call_count"] for t in result.to_dict()["tool_popularity"]["tools"])
+                assert per_tool == result.totals.tool_calls, (per_tool, result.totals)  # the other connection
+                seen = result.totals.sessions
+        assert seen > 0  # the writers were writing meanwhile
     finally:
-        stop.set()
-        for t in writers:
-            t.join()
         sink.close()
