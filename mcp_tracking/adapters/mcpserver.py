@@ -132,8 +132,6 @@ class TrackingMiddleware:
         if self.client.mcp_name is None and server is not None:
             self.client.mcp_name = getattr(server, "name", None)
 
-    # -- facts -----------------------------------------------------------------------------------
-
     # -- the middleware --------------------------------------------------------------------------
 
     async def __call__(self, ctx: Any, call_next: Any) -> Any:

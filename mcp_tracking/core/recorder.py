@@ -36,6 +36,7 @@ from mcp_tracking.core.manifest import SUGGESTION_CUTOFF, suggest, unknown_tool_
 from mcp_tracking.core.sessions import SessionState
 from mcp_tracking.core.state import failure_reason
 from mcp_tracking.core.validation import ValidatorCache, invalid_arguments_message, validate
+from mcp_tracking.events import EventRecord
 
 if TYPE_CHECKING:
     from mcp_tracking.client import AnalyticsClient
@@ -290,8 +291,6 @@ class Recorder:
 
     def _sanitized(self, value: Any) -> str:
         """``value`` as the store would keep it (the client's redaction and caps applied), as JSON text."""
-        from mcp_tracking.events import EventRecord
-
         record: EventRecord | None = EventRecord("tool_call_started", "", None, None, {"tool_params": value})
         for proc in self.client.emitter.processors:
             if record is None:
