@@ -28,7 +28,7 @@ from _common import event_mix, median
 
 from mcp_tracking import AnalyticsClient, SQLiteSink
 from mcp_tracking.events import EventRecord
-from mcp_tracking.sinks.sqlite import INSERT, ensure_schema, row_of
+from mcp_tracking.sinks.sqlite import INSERT, ensure_schema, rows_of
 
 
 def caller_cost(n: int, tmp: Path) -> float:
@@ -54,7 +54,7 @@ def caller_cost(n: int, tmp: Path) -> float:
 
 
 def raw_rate(records: list[EventRecord], path: Path) -> float:
-    rows = [row_of(r) for r in records]  # prepared outside the timing: the baseline is pure SQLite
+    rows = rows_of(records)  # prepared outside the timing: the baseline is pure SQLite
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")

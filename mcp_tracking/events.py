@@ -11,7 +11,9 @@ Metadata models allow extra keys: the design's own snippets send ``{...}`` and s
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any
@@ -249,6 +251,24 @@ class Event(BaseModel):
 
 _last_ms = 0
 _seq = 0
+_id_lock = threading.Lock()
+_VARIANT = bytes((b & 0x3F) | 0x80 for b in range(256))  # maps a random byte to 10xxxxxx (RFC 9562 variant)
+
+
+def _next_stamp(ms: int, rand10: int) -> tuple[int, int]:
+    """The (millisecond, 12-bit counter) of the next id: ids stay increasing within a millisecond and
+    across a clock step back. Called with ``_id_lock`` held."""
+    global _last_ms, _seq
+    if ms <= _last_ms:
+        ms = _last_ms
+        _seq += 1
+        if _seq > 0xFFF:
+            ms += 1
+            _seq = 0
+    else:
+        _seq = rand10  # a random start (10 bits) leaves room to count up
+    _last_ms = ms
+    return ms, _seq
 
 
 def uuid7(unix_ms: int | None = None) -> str:
@@ -256,23 +276,35 @@ def uuid7(unix_ms: int | None = None) -> str:
 
     Time order keeps B-tree primary keys append-only (3x faster SQLite inserts than uuid4) and makes
     ids sort by creation time: 48 bits of milliseconds (now, or ``unix_ms``), a 12-bit counter within the
-    millisecond, then 62 random bits.
+    millisecond, then the variant and 62 random bits.
     """
-    global _last_ms, _seq
-    ms = time.time_ns() // 1_000_000 if unix_ms is None else unix_ms
-    rand = int.from_bytes(os.urandom(8), "big")
-    if ms <= _last_ms:  # same millisecond (or a clock step back): keep ids increasing
-        ms = _last_ms
-        _seq += 1
-        if _seq > 0xFFF:
-            ms += 1
-            _seq = 0
-    else:
-        _seq = rand >> 54  # a random start (10 bits) leaves room to count up
-    _last_ms = ms
-    value = (ms << 80) | (0x7000 << 64) | (_seq << 64) | (0x8000000000000000 | (rand & 0x3FFFFFFFFFFFFFFF))
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return mint_ids([time.time_ns() // 1_000_000 if unix_ms is None else unix_ms])[0]
+
+
+def mint_ids(unix_ms: Sequence[int]) -> list[str]:
+    """Version 7 UUIDs for many creation times at once (one read of the OS's randomness per call).
+
+    The emitter's worker mints a whole batch's ids this way: a quarter of the cost of one at a time.
+    """
+    n = len(unix_ms)
+    raw = bytearray(os.urandom(8 * n + 2))
+    raw[0:8 * n:8] = raw[0:8 * n:8].translate(_VARIANT)
+    rnd = raw.hex()
+    start = int.from_bytes(raw[8 * n:], "big") >> 6  # 10 random bits
+    out = []
+    append = out.append
+    prefix_ms = -1
+    prefix = ""
+    with _id_lock:
+        for i, ms in enumerate(unix_ms):
+            ms, seq = _next_stamp(ms, start)
+            if ms != prefix_ms:
+                prefix_ms = ms
+                h = f"{ms:012x}"
+                prefix = f"{h[:8]}-{h[8:]}-7"
+            j = 16 * i
+            append(f"{prefix}{seq:03x}-{rnd[j:j + 4]}-{rnd[j + 4:j + 16]}")
+    return out
 
 
 class EventRecord:
@@ -317,6 +349,14 @@ class EventRecord:
     @event_id.setter
     def event_id(self, value: str) -> None:
         self._event_id = value
+
+    @staticmethod
+    def assign_ids(records: Sequence[EventRecord]) -> None:
+        """Mint the ids of the records that have none yet, in one go (the worker does this per batch)."""
+        pending = [r for r in records if r._event_id is None]
+        if pending:
+            for r, eid in zip(pending, mint_ids([r.ts_us // 1000 for r in pending]), strict=True):
+                r._event_id = eid
 
     @property
     def created_at(self) -> datetime:

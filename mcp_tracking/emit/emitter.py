@@ -288,6 +288,7 @@ class Emitter:
                 self._stats.processor_errors += 1
                 warn_once("processor", "mcp_tracking: a processor failed; event %s dropped", record.event_name,
                           exc_info=True)
+        EventRecord.assign_ids(out)
         return out
 
     def _replay(self) -> bool:

@@ -68,12 +68,13 @@ class MakeJsonSafe:
 class RedactSecrets:
     """Replace values under secret-looking keys with ``[REDACTED]`` at any depth."""
 
-    __slots__ = ("_seen", "pattern")
+    __slots__ = ("_clean", "_seen", "pattern")
     builtin = True
 
     def __init__(self, pattern: re.Pattern[str] | str = DEFAULT_SECRET_PATTERN) -> None:
         self.pattern = re.compile(pattern, re.IGNORECASE) if isinstance(pattern, str) else pattern
-        self._seen: dict[str, bool] = {}  # key -> secret-looking? (keys repeat: a bounded memo)
+        self._seen: dict[Any, bool] = {}  # key -> secret-looking? (keys repeat: a bounded memo)
+        self._clean: set[Any] = set()  # keys known not to look secret: most dicts pass one C-level check
 
     def _secret(self, key: Any) -> bool:
         hit = self._seen.get(key)
@@ -81,23 +82,24 @@ class RedactSecrets:
             hit = isinstance(key, str) and self.pattern.search(key) is not None
             if len(self._seen) < 10_000:
                 self._seen[key] = hit
+                if not hit:
+                    self._clean.add(key)
         return hit
 
     def _has_secret(self, value: Any, depth: int = 0) -> bool:
-        """Whether any key at any depth looks secret (a plain loop: this runs for every event)."""
-        seen = self._seen
+        """Whether any key at any depth looks secret (this runs for every event: a set check per dict)."""
         if isinstance(value, dict):
-            for k, v in value.items():
-                hit = seen.get(k) if isinstance(k, str) else False
-                if hit is None:
-                    hit = self._secret(k)
-                if hit:
-                    return True
-                if isinstance(v, (dict, list)) and depth < MAX_DEPTH and self._has_secret(v, depth + 1):
-                    return True
-        elif isinstance(value, list):
+            if not value.keys() <= self._clean:
+                for k in value:
+                    if self._secret(k):
+                        return True
+            if depth < MAX_DEPTH:
+                for v in value.values():
+                    if isinstance(v, (dict, list)) and self._has_secret(v, depth + 1):
+                        return True
+        elif isinstance(value, list) and depth < MAX_DEPTH:
             for v in value:
-                if isinstance(v, (dict, list)) and depth < MAX_DEPTH and self._has_secret(v, depth + 1):
+                if isinstance(v, (dict, list)) and self._has_secret(v, depth + 1):
                     return True
         return False
 
@@ -116,8 +118,11 @@ class RedactSecrets:
     def __call__(self, event: EventRecord) -> EventRecord:
         md = event.metadata
         if event.event_name in KNOWN_EVENT_NAMES:  # our own events: only the agent's arguments
-            hits = [key for key in PAYLOAD_FIELDS if key in md and self._has_secret(md[key])]
-            if not hits:
+            hits = None
+            for key in PAYLOAD_FIELDS:
+                if key in md and self._has_secret(md[key]):
+                    hits = [*(hits or ()), key]
+            if hits is None:
                 return event
             for key in hits:
                 md[key] = self._redact(md[key])

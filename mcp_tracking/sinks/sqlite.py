@@ -8,7 +8,6 @@ Ids are time-ordered UUIDs: inserts stay append-only.
 
 from __future__ import annotations
 
-import math
 import os
 import sqlite3
 import threading
@@ -55,35 +54,48 @@ INSERT = (
 )
 
 
+_INF = float("inf")
+
+
 def extracted(md: Mapping[str, Any]) -> tuple[str | None, str | None, float | None, int | None]:
     """The metadata fields kept in real columns for the metrics: tool_name (or requested_tool_name),
-    params_hash, execution_time_ms and success. Shared with the Python twin so both read alike."""
+    params_hash, execution_time_ms and success. Shared with the Python twin so both read alike.
+    (Written for speed: the worker runs it for every event.)"""
     tool = md.get("tool_name")
-    if not isinstance(tool, str):
+    if type(tool) is not str and not isinstance(tool, str):
         tool = md.get("requested_tool_name")
+        if not isinstance(tool, str):
+            tool = None
     phash = md.get("params_hash")
+    if type(phash) is not str and not isinstance(phash, str):
+        phash = None
     ms = md.get("execution_time_ms")
+    if ms is not None:
+        if type(ms) is float or (isinstance(ms, (int, float)) and not isinstance(ms, bool)):
+            ms = float(ms)
+            if not -_INF < ms < _INF:
+                ms = None
+        else:
+            ms = None
     ok = md.get("success")
-    return (
-        tool if isinstance(tool, str) else None,
-        phash if isinstance(phash, str) else None,
-        float(ms) if isinstance(ms, (int, float)) and not isinstance(ms, bool) and math.isfinite(ms) else None,
-        int(ok) if isinstance(ok, bool) else None,
-    )
+    return tool, phash, ms, (1 if ok else 0) if ok is True or ok is False else None
+
+
+def rows_of(batch: Sequence[EventRecord]) -> list[tuple[Any, ...]]:
+    """The rows of ``INSERT`` for a batch (the ids minted in one go where missing)."""
+    EventRecord.assign_ids(batch)
+    rows = []
+    append = rows.append
+    for r in batch:
+        data = r.metadata_json
+        append((r._event_id, r.user_id, r.session_id, r.mcp_name, r.event_name,
+                data.decode() if data is not None else dumps_str(r.metadata), format_us(r.ts_us),
+                *extracted(r.metadata), r.schema_version))
+    return rows
 
 
 def row_of(r: EventRecord) -> tuple[Any, ...]:
-    return (
-        r.event_id,
-        r.user_id,
-        r.session_id,
-        r.mcp_name,
-        r.event_name,
-        r.metadata_json.decode() if r.metadata_json is not None else dumps_str(r.metadata),
-        format_us(r.ts_us),
-        *extracted(r.metadata),
-        r.schema_version,
-    )
+    return rows_of((r,))[0]
 
 
 class SQLiteStoreError(StoreError):
@@ -130,7 +142,7 @@ class SQLiteSink:
         return self._conn
 
     def write(self, batch: Sequence[EventRecord]) -> None:
-        rows = [row_of(r) for r in batch]
+        rows = rows_of(batch)
         with self._lock:
             conn = self._writer()
             conn.execute("BEGIN IMMEDIATE")
