@@ -252,23 +252,8 @@ class Event(BaseModel):
 _last_ms = 0
 _seq = 0
 _id_lock = threading.Lock()
+_HEX3 = tuple(f"{i:03x}" for i in range(4096))
 _VARIANT = bytes((b & 0x3F) | 0x80 for b in range(256))  # maps a random byte to 10xxxxxx (RFC 9562 variant)
-
-
-def _next_stamp(ms: int, rand10: int) -> tuple[int, int]:
-    """The (millisecond, 12-bit counter) of the next id: ids stay increasing within a millisecond and
-    across a clock step back. Called with ``_id_lock`` held."""
-    global _last_ms, _seq
-    if ms <= _last_ms:
-        ms = _last_ms
-        _seq += 1
-        if _seq > 0xFFF:
-            ms += 1
-            _seq = 0
-    else:
-        _seq = rand10  # a random start (10 bits) leaves room to count up
-    _last_ms = ms
-    return ms, _seq
 
 
 def uuid7(unix_ms: int | None = None) -> str:
@@ -282,29 +267,53 @@ def uuid7(unix_ms: int | None = None) -> str:
 
 
 def mint_ids(unix_ms: Sequence[int]) -> list[str]:
-    """Version 7 UUIDs for many creation times at once (one read of the OS's randomness per call).
+    """Version 7 UUIDs for many creation times (milliseconds) at once."""
+    stamps = [_Stamp(ms * 1000) for ms in unix_ms]
+    _mint(stamps)
+    return [s._event_id for s in stamps]  # type: ignore[misc]
 
-    The emitter's worker mints a whole batch's ids this way: a quarter of the cost of one at a time.
-    """
-    n = len(unix_ms)
+
+class _Stamp:
+    __slots__ = ("_event_id", "ts_us")
+
+    def __init__(self, ts_us: int) -> None:
+        self.ts_us = ts_us
+        self._event_id: str | None = None
+
+
+def _mint(records: Sequence[Any]) -> None:
+    """Give each record (anything with ``ts_us`` and ``_event_id``) that has no id yet a version 7 UUID of its
+    creation time, with one read of the OS's randomness for all of them: the worker mints a batch this way."""
+    global _last_ms, _seq
+    n = len(records)
     raw = bytearray(os.urandom(8 * n + 2))
     raw[0:8 * n:8] = raw[0:8 * n:8].translate(_VARIANT)
     rnd = raw.hex()
     start = int.from_bytes(raw[8 * n:], "big") >> 6  # 10 random bits
-    out = []
-    append = out.append
-    prefix_ms = -1
-    prefix = ""
+    hex3 = _HEX3
+    j = 0
     with _id_lock:
-        for i, ms in enumerate(unix_ms):
-            ms, seq = _next_stamp(ms, start)
-            if ms != prefix_ms:
-                prefix_ms = ms
-                h = f"{ms:012x}"
+        last, seq = _last_ms, _seq
+        h = f"{last:012x}"
+        prefix = f"{h[:8]}-{h[8:]}-7"
+        for r in records:
+            if r._event_id is not None:
+                continue
+            ms = r.ts_us // 1000
+            if ms <= last:  # same millisecond (or a clock step back): keep ids increasing
+                seq += 1
+                if seq > 0xFFF:
+                    last += 1
+                    seq = 0
+                    h = f"{last:012x}"
+                    prefix = f"{h[:8]}-{h[8:]}-7"
+            else:
+                last, seq = ms, start  # a random start (10 bits) leaves room to count up
+                h = f"{last:012x}"
                 prefix = f"{h[:8]}-{h[8:]}-7"
-            j = 16 * i
-            append(f"{prefix}{seq:03x}-{rnd[j:j + 4]}-{rnd[j + 4:j + 16]}")
-    return out
+            j += 16
+            r._event_id = f"{prefix}{hex3[seq]}-{rnd[j - 16:j - 12]}-{rnd[j - 12:j]}"
+        _last_ms, _seq = last, seq
 
 
 class EventRecord:
@@ -353,10 +362,7 @@ class EventRecord:
     @staticmethod
     def assign_ids(records: Sequence[EventRecord]) -> None:
         """Mint the ids of the records that have none yet, in one go (the worker does this per batch)."""
-        pending = [r for r in records if r._event_id is None]
-        if pending:
-            for r, eid in zip(pending, mint_ids([r.ts_us // 1000 for r in pending]), strict=True):
-                r._event_id = eid
+        _mint(records)
 
     @property
     def created_at(self) -> datetime:

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import anyio
 import orjson
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from mcp import Client
 
@@ -149,3 +149,51 @@ def test_malformed_schemas_do_not_break_calls():
     assert anyio.run(call).content[0].text == "1"
     client.close()
     assert "tool_call_completed" in [e["event_name"] for e in sink.events]
+
+
+secretish = st.sampled_from(["password", "API_KEY", "token", "query", "name", "Authorization", "limit", "k"])
+payload_values = st.recursive(
+    st.one_of(json_scalars, st.text(min_size=400, max_size=5000), st.binary(max_size=10)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.one_of(secretish, st.integers()),
+                                                                         inner, max_size=4)),
+    max_leaves=12)
+event_names = st.sampled_from(["tool_call_started", "tool_call_completed", "wrong_tool_error", "custom_event",
+                               "x" * 600])
+metadata_fields = st.dictionaries(
+    st.sampled_from(["tool_name", "tool_params", "first_tool_params", "error_message", "requested_tool_name",
+                     "params_hash", "execution_time_ms", "success", "password", "note"]),
+    payload_values, min_size=1, max_size=5)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(batch=st.lists(st.tuples(event_names, metadata_fields, st.one_of(st.none(), st.text(max_size=600))),
+                      min_size=1, max_size=8))
+@example(batch=[("tool_call_started", {"tool_params": {"q": "x" * 5000}}, None)])
+@example(batch=[("tool_call_failed", {"error_message": "e" * 3000, "tool_name": "t"}, None)])
+@example(batch=[("tool_call_started", {"tool_name": "t" * 600, "tool_params": {}}, None)])
+@example(batch=[("custom_event", {"password": "p"}, "s" * 600), ("tool_call_completed", {"success": True}, None)])
+def test_the_worker_fast_path_stores_what_the_full_chain_stores(batch):
+    """The worker's one-loop fast path (clean events skip the processor chain) changes nothing: every event
+    ends as the chain alone would leave it (same stored bytes, same identifiers), in the same order."""
+    import copy
+
+    from mcp_tracking.emit.emitter import Emitter
+    from mcp_tracking.emit.processors import FastPath, default_processors
+    from mcp_tracking.events import EventRecord
+
+    def records():
+        return [EventRecord(name, "u", session, "m", copy.deepcopy(md), event_id=f"id{i}")
+                for i, (name, md, session) in enumerate(batch)]
+
+    emitter = Emitter(MemorySink(), spool_dir=False)
+    assert FastPath.of(emitter.processors) is not None
+    fast = emitter._process(records())
+    chain = default_processors()
+    slow = []
+    for record in records():
+        event = record
+        for proc in chain:
+            event = proc(event)
+        slow.append(event)
+    assert [(e.event_id, e.event_name, e.session_id, e.metadata_json) for e in fast] == \
+           [(e.event_id, e.event_name, e.session_id, e.metadata_json) for e in slow]

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 from mcp_tracking._logging import warn_once
-from mcp_tracking.emit.processors import Processor, default_processors, ensure_json
+from mcp_tracking.emit.processors import FastPath, Processor, default_processors, ensure_json
 from mcp_tracking.emit.spool import Spool, default_spool_dir
 from mcp_tracking.events import EventRecord
 from mcp_tracking.sinks.base import Sink
@@ -269,10 +269,23 @@ class Emitter:
 
     def _process(self, batch: list[EventRecord]) -> list[EventRecord]:
         chain = [(proc, bool(getattr(proc, "builtin", False))) for proc in self.processors]
+        fast = FastPath.of(self.processors)
+        if fast is not None:  # the common case: the default chain and clean events
+            try:
+                slow = fast.run(batch)
+            except Exception:
+                slow = list(range(len(batch)))
+            if not slow:
+                EventRecord.assign_ids(batch)
+                return batch
+            needs_chain = set(slow)
         out: list[EventRecord] = []
         append = out.append
-        for record in batch:
+        for i, record in enumerate(batch):
             event: EventRecord | None = record
+            if fast is not None and i not in needs_chain:
+                append(record)
+                continue
             try:
                 for proc, builtin in chain:
                     event = proc(event)  # type: ignore[arg-type]

@@ -43,8 +43,11 @@ def ensure_json(event: EventRecord) -> bytes:
     data = event.metadata_json
     if data is None:
         try:
-            data = orjson.dumps(event.metadata, option=_OPTS)
-        except (TypeError, orjson.JSONEncodeError):
+            try:
+                data = orjson.dumps(event.metadata)  # str keys: the fast form
+            except TypeError:
+                data = orjson.dumps(event.metadata, option=_OPTS)
+        except TypeError:
             event.metadata = to_jsonable(event.metadata)
             data = dumps(event.metadata)
         event.metadata_json = data
@@ -87,18 +90,24 @@ class RedactSecrets:
         return hit
 
     def _has_secret(self, value: Any, depth: int = 0) -> bool:
-        """Whether any key at any depth looks secret (this runs for every event: a set check per dict)."""
-        if isinstance(value, dict):
+        """Whether any key at any depth looks secret. This runs for every event: the keys of a dict are one
+        subset check against the keys known to be clean, and only containers are walked into."""
+        kind = type(value)
+        if kind is dict or (kind is not list and isinstance(value, dict)):
             if not value.keys() <= self._clean:
                 for k in value:
                     if self._secret(k):
                         return True
-            if depth < MAX_DEPTH:
-                for v in value.values():
-                    if isinstance(v, (dict, list)) and self._has_secret(v, depth + 1):
-                        return True
-        elif isinstance(value, list) and depth < MAX_DEPTH:
-            for v in value:
+            values: Any = value.values()
+        elif kind is list or isinstance(value, list):
+            values = value
+        else:
+            return False
+        if depth < MAX_DEPTH:
+            for v in values:
+                kind = type(v)
+                if kind is str or kind is int or kind is float or kind is bool or v is None:
+                    continue
                 if isinstance(v, (dict, list)) and self._has_secret(v, depth + 1):
                     return True
         return False
@@ -253,6 +262,82 @@ class CapSizes:
         event.metadata_json = None
         ensure_json(event)
         return event
+
+
+class FastPath:
+    """The built-in chain's common case in one call per event.
+
+    Most events are clean: they serialise at the first try, no key looks secret and nothing is near a cap.
+    For the default chain (JSON-safe → redact → cap sizes, no processors of yours, no keys-only) this checks
+    exactly that in one function; an event it cannot vouch for goes through the chain as before, which
+    reuses the bytes computed here. ``FastPath.of(chain)`` is ``None`` for any other chain.
+    """
+
+    __slots__ = ("id_limit", "max_error_chars", "max_string_chars", "quick_limit", "redact")
+
+    def __init__(self, redact: RedactSecrets | None, cap: CapSizes) -> None:
+        self.redact = redact
+        self.max_string_chars = cap.max_string_chars
+        self.max_error_chars = cap.max_error_chars
+        self.quick_limit = min(cap.max_string_chars, cap.max_error_chars, 512)
+
+    @classmethod
+    def of(cls, chain: list[Processor]) -> FastPath | None:
+        kinds = [type(p) for p in chain]
+        if kinds == [MakeJsonSafe, RedactSecrets, CapSizes]:
+            return cls(chain[1], chain[2])  # type: ignore[arg-type]
+        if kinds == [MakeJsonSafe, CapSizes]:
+            return cls(None, chain[1])  # type: ignore[arg-type]
+        return None
+
+    def run(self, batch: list[EventRecord]) -> list[int]:
+        """Serialise and check a batch in one loop; the positions of the events that need the full chain."""
+        slow: list[int] = []
+        redact = self.redact
+        has_secret = redact._has_secret if redact is not None else None
+        quick_limit, max_string_chars, max_error_chars = self.quick_limit, self.max_string_chars, self.max_error_chars
+        known = KNOWN_EVENT_NAMES
+        dumps_ = orjson.dumps
+        for i, event in enumerate(batch):
+            md = event.metadata
+            if type(md) is not dict:
+                slow.append(i)
+                continue
+            data = event.metadata_json
+            if data is None:
+                try:
+                    data = event.metadata_json = dumps_(md)
+                except TypeError:  # non-str keys or values orjson cannot take: the chain makes them JSON
+                    slow.append(i)
+                    continue
+            if (len(event.user_id) > 512 or len(event.event_name) > 512
+                    or (event.session_id is not None and len(event.session_id) > 512)
+                    or (event.mcp_name is not None and len(event.mcp_name) > 512)):
+                slow.append(i)
+                continue
+            size = len(data)
+            if size > quick_limit:
+                if size > max_string_chars:
+                    slow.append(i)
+                    continue
+                msg = md.get("error_message")
+                if (isinstance(msg, str) and len(msg) > max_error_chars) or any(
+                        isinstance(v, str) and len(v) > 512 for v in
+                        (md.get("tool_name"), md.get("requested_tool_name"), md.get("first_tool_name"),
+                         md.get("second_tool_name"))):
+                    slow.append(i)
+                    continue
+            if has_secret is None:
+                continue
+            if event.event_name in known:
+                params = md.get("tool_params")
+                if (params is not None and has_secret(params)) or (
+                        ("first_tool_params" in md or "second_tool_params" in md)
+                        and (has_secret(md.get("first_tool_params")) or has_secret(md.get("second_tool_params")))):
+                    slow.append(i)
+            elif has_secret(md):
+                slow.append(i)
+        return slow
 
 
 def default_processors(*, redact: bool = True, keys_only: bool = False,

@@ -82,15 +82,35 @@ def extracted(md: Mapping[str, Any]) -> tuple[str | None, str | None, float | No
 
 
 def rows_of(batch: Sequence[EventRecord]) -> list[tuple[Any, ...]]:
-    """The rows of ``INSERT`` for a batch (the ids minted in one go where missing)."""
+    """The rows of ``INSERT`` for a batch (ids minted in one go where missing). The worker runs this for
+    every event, so :func:`extracted` and :func:`format_us` are inlined for the common shapes."""
     EventRecord.assign_ids(batch)
     rows = []
     append = rows.append
+    sec_cached = -1
+    prefix = ""
     for r in batch:
+        md = r.metadata
         data = r.metadata_json
+        sec, frac = divmod(r.ts_us, 1_000_000)
+        if sec != sec_cached:
+            sec_cached, prefix = sec, format_us(sec * 1_000_000)[:20]
+        tool = md.get("tool_name")
+        if type(tool) is not str:
+            tool = md.get("requested_tool_name") if not isinstance(tool, str) else tool
+            if not isinstance(tool, str):
+                tool = None
+        phash = md.get("params_hash")
+        ms = md.get("execution_time_ms")
+        ok = md.get("success")
+        if (type(phash) is not str and phash is not None) or (type(ms) is not float and ms is not None) or (
+                ok is not None and ok is not True and ok is not False):
+            tool, phash, ms, ok = extracted(md)
+        elif ms is not None and not -_INF < ms < _INF:
+            ms = None
         append((r._event_id, r.user_id, r.session_id, r.mcp_name, r.event_name,
-                data.decode() if data is not None else dumps_str(r.metadata), format_us(r.ts_us),
-                *extracted(r.metadata), r.schema_version))
+                data.decode() if data is not None else dumps_str(md), f"{prefix}{frac:06d}+00:00",
+                tool, phash, ms, None if ok is None else int(ok), r.schema_version))
     return rows
 
 
