@@ -28,7 +28,7 @@ from bench_metrics import session_events
 from mcp_tracking import AnalyticsClient, compute_metrics
 from mcp_tracking.emit.processors import default_processors
 from mcp_tracking.events import EventRecord
-from mcp_tracking.sinks.postgres import COLUMNS, PostgresSink, _row, ensure_schema
+from mcp_tracking.sinks.postgres import COLUMNS, PostgresSink, _rows, ensure_schema
 
 
 def reset(url: str) -> None:
@@ -53,7 +53,7 @@ def prepared(n: int) -> list[EventRecord]:
 
 def raw_copy_rate(url: str, n: int) -> float:
     reset(url)
-    rows = [_row(r) for r in prepared(n)]
+    rows = _rows(prepared(n))
     with psycopg.connect(url) as conn:
         t = time.perf_counter()
         for i in range(0, n, 1000):
@@ -94,7 +94,7 @@ def load_metrics_table(url: str, events: int, sessions: int) -> int:
             for r in evs[:per_session]:
                 for p in procs:
                     p(r)
-                batch.append(_row(r))
+                batch.extend(_rows([r]))
             if len(batch) >= 50_000 or s == sessions - 1:
                 with conn.cursor() as cur, cur.copy(f"COPY raw_analytics ({', '.join(COLUMNS)}) FROM STDIN") as cp:
                     for row in batch:

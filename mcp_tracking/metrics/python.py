@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mcp_tracking.metrics.model import RETRY_LOOP_MIN_CALLS, Aggregates, ToolCounts, Totals, rank_offset
-from mcp_tracking.sinks.sqlite import extracted
+from mcp_tracking.sinks.rows import extracted
 
 _COUNTED = {
     "tool_call_started": "started",

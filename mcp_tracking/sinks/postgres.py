@@ -23,7 +23,8 @@ from typing import Any
 from mcp_tracking._json import dumps_str, loads
 from mcp_tracking.events import EventRecord, format_us
 from mcp_tracking.sinks.base import StoreError
-from mcp_tracking.sinks.sqlite import extracted, where_clause
+from mcp_tracking.sinks.rows import COLUMNS, rows_of
+from mcp_tracking.sinks.sqlite import where_clause
 
 try:
     import psycopg
@@ -32,8 +33,6 @@ except ImportError as exc:  # pragma: no cover - optional extra
     raise ImportError("PostgreSQL support needs psycopg 3: pip install 'mcp-tracking[postgres]'") from exc
 
 STORE_SCHEMA_VERSION = 1
-COLUMNS = ("id", "user_id", "session_id", "mcp_name", "event_name", "metadata", "created_at", "tool_name",
-           "params_hash", "execution_time_ms", "success", "schema_version")
 
 DDL = (
     """CREATE TABLE IF NOT EXISTS raw_analytics (
@@ -69,13 +68,18 @@ class PostgresStoreError(StoreError):
     """The database is unreachable, not ours, or newer than this package."""
 
 
-def _row(r: EventRecord) -> tuple[Any, ...]:
-    md_json = r.metadata_json.decode() if r.metadata_json is not None else dumps_str(r.metadata)
-    if "\\u0000" in md_json:  # jsonb cannot hold NUL characters: drop them from every string
-        md_json = dumps_str(_strip_nul(loads(md_json)))
-    tool, phash, ms, ok = extracted(r.metadata)
-    return (r.event_id, _clean(r.user_id), _clean(r.session_id), _clean(r.mcp_name), _clean(r.event_name), md_json,
-            format_us(r.ts_us), _clean(tool), _clean(phash), ms, None if ok is None else bool(ok), r.schema_version)
+def _rows(batch: Sequence[EventRecord]) -> list[tuple[Any, ...]]:
+    """The batch's rows, with NUL characters (which PostgreSQL text and jsonb cannot hold) dropped."""
+    rows = rows_of(batch)
+    for i, row in enumerate(rows):
+        if ("\\u0000" in row[5] or "\x00" in row[1] or "\x00" in row[4]
+                or (row[2] is not None and "\x00" in row[2]) or (row[3] is not None and "\x00" in row[3])):
+            md_json = row[5]
+            if "\\u0000" in md_json:  # jsonb cannot hold NUL characters: drop them from every string
+                md_json = dumps_str(_strip_nul(loads(md_json)))
+            rows[i] = (row[0], _clean(row[1]), _clean(row[2]), _clean(row[3]), _clean(row[4]), md_json, row[6],
+                       _clean(row[7]), _clean(row[8]), *row[9:])
+    return rows
 
 
 def _clean(text: str | None) -> str | None:
@@ -142,7 +146,7 @@ class PostgresSink:
         return conn
 
     def write(self, batch: Sequence[EventRecord]) -> None:
-        rows = [_row(r) for r in batch]
+        rows = _rows(batch)
         with self._lock:
             conn = self._writer()
             try:

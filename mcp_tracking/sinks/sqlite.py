@@ -11,14 +11,15 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from mcp_tracking._json import dumps_str, loads
-from mcp_tracking.events import EventRecord, format_timestamp, format_us
+from mcp_tracking.events import EventRecord, format_timestamp
 from mcp_tracking.sinks.base import StoreError
+from mcp_tracking.sinks.rows import rows_of
 
 STORE_SCHEMA_VERSION = 1
 
@@ -52,70 +53,6 @@ INSERT = (
     "(id, user_id, session_id, mcp_name, event_name, metadata, created_at, tool_name, params_hash, "
     "execution_time_ms, success, schema_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-
-
-_INF = float("inf")
-
-
-def extracted(md: Mapping[str, Any]) -> tuple[str | None, str | None, float | None, int | None]:
-    """The metadata fields kept in real columns for the metrics: tool_name (or requested_tool_name),
-    params_hash, execution_time_ms and success. Shared with the Python twin so both read alike.
-    (Written for speed: the worker runs it for every event.)"""
-    tool = md.get("tool_name")
-    if type(tool) is not str and not isinstance(tool, str):
-        tool = md.get("requested_tool_name")
-        if not isinstance(tool, str):
-            tool = None
-    phash = md.get("params_hash")
-    if type(phash) is not str and not isinstance(phash, str):
-        phash = None
-    ms = md.get("execution_time_ms")
-    if ms is not None:
-        if type(ms) is float or (isinstance(ms, (int, float)) and not isinstance(ms, bool)):
-            ms = float(ms)
-            if not -_INF < ms < _INF:
-                ms = None
-        else:
-            ms = None
-    ok = md.get("success")
-    return tool, phash, ms, (1 if ok else 0) if ok is True or ok is False else None
-
-
-def rows_of(batch: Sequence[EventRecord]) -> list[tuple[Any, ...]]:
-    """The rows of ``INSERT`` for a batch (ids minted in one go where missing). The worker runs this for
-    every event, so :func:`extracted` and :func:`format_us` are inlined for the common shapes."""
-    EventRecord.assign_ids(batch)
-    rows = []
-    append = rows.append
-    sec_cached = -1
-    prefix = ""
-    for r in batch:
-        md = r.metadata
-        data = r.metadata_json
-        sec, frac = divmod(r.ts_us, 1_000_000)
-        if sec != sec_cached:
-            sec_cached, prefix = sec, format_us(sec * 1_000_000)[:20]
-        tool = md.get("tool_name")
-        if type(tool) is not str:
-            tool = md.get("requested_tool_name") if not isinstance(tool, str) else tool
-            if not isinstance(tool, str):
-                tool = None
-        phash = md.get("params_hash")
-        ms = md.get("execution_time_ms")
-        ok = md.get("success")
-        if (type(phash) is not str and phash is not None) or (type(ms) is not float and ms is not None) or (
-                ok is not None and ok is not True and ok is not False):
-            tool, phash, ms, ok = extracted(md)
-        elif ms is not None and not -_INF < ms < _INF:
-            ms = None
-        append((r._event_id, r.user_id, r.session_id, r.mcp_name, r.event_name,
-                data.decode() if data is not None else dumps_str(md), f"{prefix}{frac:06d}+00:00",
-                tool, phash, ms, None if ok is None else int(ok), r.schema_version))
-    return rows
-
-
-def row_of(r: EventRecord) -> tuple[Any, ...]:
-    return rows_of((r,))[0]
 
 
 class SQLiteStoreError(StoreError):
