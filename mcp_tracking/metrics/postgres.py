@@ -1,22 +1,32 @@
 """The metrics computed inside PostgreSQL: the SQLite passes in PostgreSQL's dialect.
 
-Same counts, same rules (see :mod:`mcp_tracking.metrics.sqlite`), but a different plan, measured: one pass
-over the session index with every conditional count per session (PostgreSQL's group aggregate does it
-faster than the narrower per-event-type passes SQLite prefers), per-tool counts and latency with its
-nearest-rank percentiles (``percentile_disc``) from the event index, the extra views from their own event
-types. Filters are ``%s`` parameters.
-"""
+Same counts, same rules (see :mod:`mcp_tracking.metrics.sqlite`), but a different plan, measured: the
+session facts in one pass over the session index with only the few per-session values they need, and
+beside it (on a second connection sharing the snapshot) the counts per event type and tool, latency with
+its nearest-rank percentiles (``percentile_disc``) from the event index, and the extra views from their
+own event types. With a breakdown, the per-group totals count everything per session. Filters are ``%s``
+parameters."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from mcp_tracking.metrics.model import RETRY_LOOP_MIN_CALLS, TOOL_FIELDS, Aggregates, ToolCounts, Totals, run_halves
+from mcp_tracking.metrics.model import (
+    COUNTED,
+    RETRY_LOOP_MIN_CALLS,
+    Aggregates,
+    ToolCounts,
+    Totals,
+    count_events,
+    run_halves,
+    set_session_facts,
+)
 from mcp_tracking.sinks.sqlite import where_clause
 
-TOOL_COUNTS = """
+# the counted event types (per tool for the three tool_call_* ones), read from the event index
+EVENT_COUNTS = f"""
     SELECT event_name, tool_name, COUNT(*) FROM raw_analytics
-    WHERE event_name IN ('tool_call_started', 'tool_call_completed', 'tool_call_failed') {and_where}
+    WHERE event_name IN ({", ".join(f"'{name}'" for name in COUNTED)}) {{and_where}}
     GROUP BY event_name, tool_name
 """
 
@@ -31,6 +41,29 @@ LATENCY = """
     GROUP BY tool_name
 """
 
+# The session facts without a breakdown: the few per-session values they need (the event counts come from
+# EVENT_COUNTS), in set_session_facts' order after the number of events.
+SESSION_FACTS = """
+    SELECT COALESCE(SUM(n), 0),
+        COUNT(session_id),
+        COALESCE(SUM(has_start) FILTER (WHERE session_id IS NOT NULL), 0),
+        COALESCE(SUM(has_completed) FILTER (WHERE session_id IS NOT NULL), 0),
+        COALESCE(SUM(ok) FILTER (WHERE session_id IS NOT NULL), 0),
+        COALESCE(SUM(started) FILTER (WHERE session_id IS NOT NULL AND ok = 1), 0),
+        MAX(started) FILTER (WHERE session_id IS NOT NULL AND ok = 1),
+        COALESCE(SUM(has_error) FILTER (WHERE session_id IS NOT NULL), 0),
+        COUNT(*) FILTER (WHERE session_id IS NOT NULL AND has_error = 1 AND ok = 1)
+    FROM (SELECT session_id, COUNT(*) AS n,
+              COUNT(*) FILTER (WHERE event_name = 'tool_call_started') AS started,
+              bool_or(event_name = 'session_start')::int AS has_start,
+              bool_or(event_name = 'session_completed')::int AS has_completed,
+              COALESCE(bool_or(event_name = 'session_completed' AND success), false)::int AS ok,
+              bool_or(event_name IN ('tool_call_failed', 'schema_validation_error'))::int AS has_error
+          FROM raw_analytics {where}
+          GROUP BY session_id) AS s
+"""
+
+# With a breakdown, every count per session, summed per group.
 PER_SESSION = """
     SELECT {keys}, COUNT(*) AS n,
         COUNT(*) FILTER (WHERE event_name = 'tool_call_started') AS started,
@@ -113,13 +146,12 @@ def aggregates(conn: Any, filters: dict[str, Any], *, breakdown: str | None = No
     and_where, _ = where_clause(**filters, placeholder="%s", prefix="AND")
     and_where_r, _ = where_clause(**filters, placeholder="%s", prefix="AND", alias="r.")
 
-    def session_half(c: Any) -> tuple[Totals, dict[str, Totals]]:
-        # PostgreSQL reads the session index once with every conditional count (its group aggregate beats
+    def session_half(c: Any) -> tuple[Any, dict[str, Totals]]:
+        # PostgreSQL reads the session index once with the few per-session values (its group aggregate beats
         # several narrower passes here, unlike SQLite)
         with c.cursor() as cur:
-            cur.execute(TOTALS.format(group_select="", group_by="",
-                                      per_session=PER_SESSION.format(keys="session_id", where=where)), params)
-            totals = _totals(cur.fetchone())
+            cur.execute(SESSION_FACTS.format(where=where), params)
+            facts = cur.fetchone()
             groups: dict[str, Totals] = {}
             if breakdown is not None:
                 keys = "session_id" if breakdown == "session" else "user_id, session_id"
@@ -129,16 +161,12 @@ def aggregates(conn: Any, filters: dict[str, Any], *, breakdown: str | None = No
                 for r in cur.fetchall():
                     if r[0] is not None:
                         groups[str(r[0])] = _totals(r[1:])
-        return totals, groups
+        return facts, groups
 
-    def tool_half(c: Any) -> tuple[list[ToolCounts], list[Any], list[Any], list[Any]]:
-        tools: dict[str, ToolCounts] = {}
+    def tool_half(c: Any) -> tuple[Totals, list[ToolCounts], list[Any], list[Any], list[Any]]:
         with c.cursor() as cur:
-            cur.execute(TOOL_COUNTS.format(and_where=and_where), params)
-            for name, tool, n in cur.fetchall():
-                if tool is not None:
-                    tc = tools.get(tool) or tools.setdefault(tool, ToolCounts(tool))
-                    setattr(tc, TOOL_FIELDS[name], int(n))
+            cur.execute(EVENT_COUNTS.format(and_where=and_where), params)
+            totals, tools = count_events(cur.fetchall())
             cur.execute(LATENCY.format(and_where=and_where), params)
             for name, lat_n, lat_us, lat_max, p50, p95 in cur.fetchall():
                 tc = tools.get(name) or tools.setdefault(name, ToolCounts(name))
@@ -150,7 +178,7 @@ def aggregates(conn: Any, filters: dict[str, Any], *, breakdown: str | None = No
             hotspots = [(t, f, k, int(n), ex) for t, f, k, n, ex in cur.fetchall()]
             cur.execute(RETRY_LOOPS.format(and_where=and_where), params)
             loops = [(s, t, h, int(n)) for s, t, h, n in cur.fetchall()]
-        return list(tools.values()), confusion, hotspots, loops
+        return totals, list(tools.values()), confusion, hotspots, loops
 
     try:
         if second is not None:
@@ -164,7 +192,12 @@ def aggregates(conn: Any, filters: dict[str, Any], *, breakdown: str | None = No
                 snapshot = cur.fetchone()[0]
             with second.cursor() as cur:  # the first statement of its transaction: adopt conn's snapshot
                 cur.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
-        (totals, groups), (tools, confusion, hotspots, loops) = run_halves(session_half, conn, tool_half, second)
+            for c in (conn, second):  # the halves already use a core each: parallel workers on top only contend
+                c.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        (facts, groups), (totals, tools, confusion, hotspots, loops) = run_halves(session_half, conn, tool_half,
+                                                                                 second)
+        totals.events = int(facts[0])
+        set_session_facts(totals, facts[1:])
     finally:
         conn.rollback()
         if second is not None:
