@@ -53,7 +53,7 @@ def prepared(n: int) -> list[EventRecord]:
 
 def raw_copy_rate(url: str, n: int) -> float:
     reset(url)
-    rows = _rows(prepared(n))
+    rows = list(_rows(prepared(n)))
     with psycopg.connect(url) as conn:
         t = time.perf_counter()
         for i in range(0, n, 1000):

@@ -23,7 +23,7 @@ from typing import Any
 from mcp_tracking._json import dumps_str, loads
 from mcp_tracking.events import EventRecord, format_us
 from mcp_tracking.sinks.base import StoreError
-from mcp_tracking.sinks.rows import COLUMNS, rows_of
+from mcp_tracking.sinks.rows import COLUMNS, iter_rows
 from mcp_tracking.sinks.sqlite import where_clause
 
 try:
@@ -68,18 +68,18 @@ class PostgresStoreError(StoreError):
     """The database is unreachable, not ours, or newer than this package."""
 
 
-def _rows(batch: Sequence[EventRecord]) -> list[tuple[Any, ...]]:
-    """The batch's rows, with NUL characters (which PostgreSQL text and jsonb cannot hold) dropped."""
-    rows = rows_of(batch)
-    for i, row in enumerate(rows):
+def _rows(batch: Sequence[EventRecord]) -> Iterator[tuple[Any, ...]]:
+    """The batch's rows, with NUL characters (which PostgreSQL text and jsonb cannot hold) dropped. A
+    generator: ``write`` sends each row as it is built, while the server stores the ones before it."""
+    for row in iter_rows(batch):
         if ("\\u0000" in row[5] or "\x00" in row[1] or "\x00" in row[4]
                 or (row[2] is not None and "\x00" in row[2]) or (row[3] is not None and "\x00" in row[3])):
             md_json = row[5]
             if "\\u0000" in md_json:  # jsonb cannot hold NUL characters: drop them from every string
                 md_json = dumps_str(_strip_nul(loads(md_json)))
-            rows[i] = (row[0], _clean(row[1]), _clean(row[2]), _clean(row[3]), _clean(row[4]), md_json, row[6],
-                       _clean(row[7]), _clean(row[8]), *row[9:])
-    return rows
+            row = (row[0], _clean(row[1]), _clean(row[2]), _clean(row[3]), _clean(row[4]), md_json, row[6],
+                   _clean(row[7]), _clean(row[8]), *row[9:])
+        yield row
 
 
 def _clean(text: str | None) -> str | None:
@@ -146,21 +146,21 @@ class PostgresSink:
         return conn
 
     def write(self, batch: Sequence[EventRecord]) -> None:
-        rows = _rows(batch)
         with self._lock:
             conn = self._writer()
             try:
                 try:  # the common case: COPY straight into the table, one transaction
                     with conn.cursor() as cur, cur.copy(_COPY_DIRECT) as copy:
-                        for row in rows:
-                            copy.write_row(row)
+                        write_row = copy.write_row
+                        for row in _rows(batch):
+                            write_row(row)
                     conn.commit()
                     return
                 except psycopg.errors.UniqueViolation:
                     conn.rollback()  # a replayed batch: store only what is new
                 with conn.cursor() as cur:
                     with cur.copy(_COPY_STAGE) as copy:
-                        for row in rows:
+                        for row in _rows(batch):
                             copy.write_row(row)
                     cur.execute(_MERGE)
                 conn.commit()

@@ -7,7 +7,7 @@ into real columns: ``tool_name`` (or ``requested_tool_name``), ``params_hash``, 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from mcp_tracking._json import dumps_str
@@ -44,12 +44,15 @@ def extracted(md: Mapping[str, Any]) -> tuple[str | None, str | None, float | No
 
 
 def rows_of(batch: Sequence[EventRecord]) -> list[tuple[Any, ...]]:
+    """The rows of a batch, as a list (see :func:`iter_rows`)."""
+    return list(iter_rows(batch))
+
+
+def iter_rows(batch: Sequence[EventRecord]) -> Iterator[tuple[Any, ...]]:
     """The stored row of each event, in :data:`COLUMNS` order (``success`` as a bool, ``created_at`` as ISO
     text), ids minted in one go where missing. The worker runs this for every event, so :func:`extracted`
     and :func:`~mcp_tracking.events.format_us` are inlined for the common shapes."""
     EventRecord.assign_ids(batch)
-    rows = []
-    append = rows.append
     sec_cached = -1
     prefix = ""
     for r in batch:
@@ -71,7 +74,6 @@ def rows_of(batch: Sequence[EventRecord]) -> list[tuple[Any, ...]]:
             tool, phash, ms, ok = extracted(md)
         elif ms is not None and not -_INF < ms < _INF:
             ms = None
-        append((r._event_id, r.user_id, r.session_id, r.mcp_name, r.event_name,
-                data.decode() if data is not None else dumps_str(md), f"{prefix}{frac:06d}+00:00",
-                tool, phash, ms, None if ok is None else bool(ok), r.schema_version))
-    return rows
+        yield (r._event_id, r.user_id, r.session_id, r.mcp_name, r.event_name,
+               data.decode() if data is not None else dumps_str(md), f"{prefix}{frac:06d}+00:00",
+               tool, phash, ms, None if ok is None else bool(ok), r.schema_version)
