@@ -185,15 +185,15 @@ def test_the_worker_fast_path_stores_what_the_full_chain_stores(batch):
         return [EventRecord(name, "u", session, "m", copy.deepcopy(md), event_id=f"id{i}")
                 for i, (name, md, session) in enumerate(batch)]
 
-    emitter = Emitter(MemorySink(), spool_dir=False)
-    assert FastPath.of(emitter.processors) is not None
-    fast = emitter._process(records())
-    chain = default_processors()
-    slow = []
-    for record in records():
-        event = record
-        for proc in chain:
-            event = proc(event)
-        slow.append(event)
-    assert [(e.event_id, e.event_name, e.session_id, e.metadata_json) for e in fast] == \
-           [(e.event_id, e.event_name, e.session_id, e.metadata_json) for e in slow]
+    for redact in (True, False):  # the default chain, and the chain without redaction
+        emitter = Emitter(MemorySink(), processors=default_processors(redact=redact), spool_dir=False)
+        assert FastPath.of(emitter.processors) is not None
+        fast = emitter._process(records())
+        slow = []
+        for record in records():
+            event = record
+            for proc in default_processors(redact=redact):
+                event = proc(event)
+            slow.append(event)
+        assert [(e.event_id, e.event_name, e.session_id, e.metadata_json) for e in fast] == \
+               [(e.event_id, e.event_name, e.session_id, e.metadata_json) for e in slow]
