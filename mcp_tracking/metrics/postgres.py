@@ -41,31 +41,40 @@ LATENCY = """
     GROUP BY tool_name
 """
 
-# The session facts without a breakdown: the few per-session values they need (the event counts come from
-# EVENT_COUNTS), in set_session_facts' order after the number of events.
-SESSION_FACTS = """
-    SELECT COALESCE(SUM(n), 0),
+# Per session: whether it started, completed, succeeded, and saw an error (shared by both session passes).
+_SESSION_FLAGS = """
+        bool_or(event_name = 'session_start')::int AS has_start,
+        bool_or(event_name = 'session_completed')::int AS has_completed,
+        COALESCE(bool_or(event_name = 'session_completed' AND success), false)::int AS ok,
+        bool_or(event_name IN ('tool_call_failed', 'schema_validation_error'))::int AS has_error"""
+
+# Over the sessions: the events and the session facts in set_session_facts' order (the event counts, which
+# TOTALS sums per group, go between the steps and the errors).
+_FACTS_HEAD = """
+        COALESCE(SUM(n), 0),
         COUNT(session_id),
         COALESCE(SUM(has_start) FILTER (WHERE session_id IS NOT NULL), 0),
         COALESCE(SUM(has_completed) FILTER (WHERE session_id IS NOT NULL), 0),
         COALESCE(SUM(ok) FILTER (WHERE session_id IS NOT NULL), 0),
         COALESCE(SUM(started) FILTER (WHERE session_id IS NOT NULL AND ok = 1), 0),
-        MAX(started) FILTER (WHERE session_id IS NOT NULL AND ok = 1),
+        MAX(started) FILTER (WHERE session_id IS NOT NULL AND ok = 1),"""
+_FACTS_TAIL = """
         COALESCE(SUM(has_error) FILTER (WHERE session_id IS NOT NULL), 0),
-        COUNT(*) FILTER (WHERE session_id IS NOT NULL AND has_error = 1 AND ok = 1)
+        COUNT(*) FILTER (WHERE session_id IS NOT NULL AND has_error = 1 AND ok = 1)"""
+
+# The session facts without a breakdown: only the per-session values they need (the event counts come from
+# EVENT_COUNTS on the other connection).
+SESSION_FACTS = f"""
+    SELECT {_FACTS_HEAD}{_FACTS_TAIL}
     FROM (SELECT session_id, COUNT(*) AS n,
-              COUNT(*) FILTER (WHERE event_name = 'tool_call_started') AS started,
-              bool_or(event_name = 'session_start')::int AS has_start,
-              bool_or(event_name = 'session_completed')::int AS has_completed,
-              COALESCE(bool_or(event_name = 'session_completed' AND success), false)::int AS ok,
-              bool_or(event_name IN ('tool_call_failed', 'schema_validation_error'))::int AS has_error
-          FROM raw_analytics {where}
+              COUNT(*) FILTER (WHERE event_name = 'tool_call_started') AS started,{_SESSION_FLAGS}
+          FROM raw_analytics {{where}}
           GROUP BY session_id) AS s
 """
 
 # With a breakdown, every count per session, summed per group.
-PER_SESSION = """
-    SELECT {keys}, COUNT(*) AS n,
+PER_SESSION = f"""
+    SELECT {{keys}}, COUNT(*) AS n,
         COUNT(*) FILTER (WHERE event_name = 'tool_call_started') AS started,
         COUNT(*) FILTER (WHERE event_name = 'tool_call_completed') AS completed,
         COUNT(*) FILTER (WHERE event_name = 'tool_call_failed') AS failed,
@@ -74,31 +83,18 @@ PER_SESSION = """
         COUNT(*) FILTER (WHERE event_name = 'wrong_tool_error') AS wrong,
         COUNT(*) FILTER (WHERE event_name = 'hallucinated_tool_call') AS halluc,
         COUNT(*) FILTER (WHERE event_name = 'answer_complete') AS ac,
-        COUNT(*) FILTER (WHERE event_name = 'answer_incomplete') AS ai,
-        bool_or(event_name = 'session_start')::int AS has_start,
-        bool_or(event_name = 'session_completed')::int AS has_completed,
-        COALESCE(bool_or(event_name = 'session_completed' AND success), false)::int AS ok,
-        bool_or(event_name IN ('tool_call_failed', 'schema_validation_error'))::int AS has_error
-    FROM raw_analytics {where}
-    GROUP BY {keys}
+        COUNT(*) FILTER (WHERE event_name = 'answer_incomplete') AS ai,{_SESSION_FLAGS}
+    FROM raw_analytics {{where}}
+    GROUP BY {{keys}}
 """
 
-TOTALS = """
-    SELECT {group_select}
-        COALESCE(SUM(n), 0),
-        COUNT(session_id),
-        COALESCE(SUM(has_start) FILTER (WHERE session_id IS NOT NULL), 0),
-        COALESCE(SUM(has_completed) FILTER (WHERE session_id IS NOT NULL), 0),
-        COALESCE(SUM(ok) FILTER (WHERE session_id IS NOT NULL), 0),
-        COALESCE(SUM(started) FILTER (WHERE session_id IS NOT NULL AND ok = 1), 0),
-        MAX(started) FILTER (WHERE session_id IS NOT NULL AND ok = 1),
+TOTALS = f"""
+    SELECT {{group_select}} {_FACTS_HEAD}
         COALESCE(SUM(started), 0), COALESCE(SUM(completed), 0), COALESCE(SUM(failed), 0),
         COALESCE(SUM(retries), 0), COALESCE(SUM(schema_errors), 0), COALESCE(SUM(wrong), 0),
-        COALESCE(SUM(halluc), 0), COALESCE(SUM(ac), 0), COALESCE(SUM(ai), 0),
-        COALESCE(SUM(has_error) FILTER (WHERE session_id IS NOT NULL), 0),
-        COUNT(*) FILTER (WHERE session_id IS NOT NULL AND has_error = 1 AND ok = 1)
-    FROM ({per_session}) AS s
-    {group_by}
+        COALESCE(SUM(halluc), 0), COALESCE(SUM(ac), 0), COALESCE(SUM(ai), 0),{_FACTS_TAIL}
+    FROM ({{per_session}}) AS s
+    {{group_by}}
 """
 
 CONFUSION = """
