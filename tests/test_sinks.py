@@ -95,3 +95,23 @@ def test_iter_events_filters_by_session_and_user(sqlite_path):
     assert [e["event_name"] for e in got] == ["a", "c"]
     assert set(got[0]) >= {"event_id", "event_name", "user_id", "session_id", "mcp_name", "created_at", "metadata"}
     assert [e["event_name"] for e in sink.iter_events(user_id="u2")] == ["b"]
+
+
+@pytest.mark.parametrize("size", [1, 79, 80, 81, 161, 1000])
+def test_sqlite_batches_of_any_size_are_stored_once_in_order(tmp_path, size):
+    """Batches go in as multi-row statements of 80 rows: every size around that edge stores each event
+    once, with its fields, and a replayed batch (or an event twice in one batch) adds nothing."""
+    sink = SQLiteSink(tmp_path / "t.db")
+    batch = [EventRecord("tool_call_completed", f"u{i}", f"s{i % 7}", "m",
+                         {"tool_name": f"t{i}", "execution_time_ms": float(i), "success": i % 2 == 0,
+                          "params_hash": f"h{i}"}) for i in range(size)]
+    sink.write(batch)
+    sink.write(batch)  # a replay
+    sink.write(batch[:1] + batch[:1])  # the same event twice in one batch
+    conn = sqlite3.connect(tmp_path / "t.db")
+    rows = conn.execute("SELECT id, user_id, session_id, tool_name, execution_time_ms, success, params_hash "
+                        "FROM raw_analytics ORDER BY rowid").fetchall()
+    conn.close()
+    sink.close()
+    assert rows == [(r.event_id, f"u{i}", f"s{i % 7}", f"t{i}", float(i), int(i % 2 == 0), f"h{i}")
+                    for i, r in enumerate(batch)]
