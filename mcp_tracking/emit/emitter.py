@@ -270,6 +270,7 @@ class Emitter:
     def _process(self, batch: list[EventRecord]) -> list[EventRecord]:
         chain = [(proc, bool(getattr(proc, "builtin", False))) for proc in self.processors]
         fast = FastPath.of(self.processors)
+        needs_chain: set[int] = set()
         if fast is not None:  # the common case: the default chain and clean events
             try:
                 slow = fast.run(batch)
