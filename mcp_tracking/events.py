@@ -263,17 +263,14 @@ def uuid7(unix_ms: int | None = None) -> str:
     ids sort by creation time: 48 bits of milliseconds (now, or ``unix_ms``), a 12-bit counter within the
     millisecond, then the variant and 62 random bits.
     """
-    return mint_ids([time.time_ns() // 1_000_000 if unix_ms is None else unix_ms])[0]
-
-
-def mint_ids(unix_ms: Sequence[int]) -> list[str]:
-    """Version 7 UUIDs for many creation times (milliseconds) at once."""
-    stamps = [_Stamp(ms * 1000) for ms in unix_ms]
-    _mint(stamps)
-    return [s._event_id for s in stamps]  # type: ignore[misc]
+    stamp = _Stamp(1000 * (time.time_ns() // 1_000_000 if unix_ms is None else unix_ms))
+    _mint((stamp,))
+    return stamp._event_id  # type: ignore[return-value]
 
 
 class _Stamp:
+    """A creation time to mint an id for, outside an event."""
+
     __slots__ = ("_event_id", "ts_us")
 
     def __init__(self, ts_us: int) -> None:
@@ -352,8 +349,9 @@ class EventRecord:
         """A time-ordered UUID (version 7) of the creation time, minted on first use."""
         eid = self._event_id
         if eid is None:
-            eid = self._event_id = uuid7(self.ts_us // 1000)
-        return eid
+            _mint((self,))
+            eid = self._event_id
+        return eid  # type: ignore[return-value]
 
     @event_id.setter
     def event_id(self, value: str) -> None:

@@ -127,11 +127,8 @@ class RedactSecrets:
     def __call__(self, event: EventRecord) -> EventRecord:
         md = event.metadata
         if event.event_name in KNOWN_EVENT_NAMES:  # our own events: only the agent's arguments
-            hits = None
-            for key in PAYLOAD_FIELDS:
-                if key in md and self._has_secret(md[key]):
-                    hits = [*(hits or ()), key]
-            if hits is None:
+            hits = [key for key in PAYLOAD_FIELDS if key in md and self._has_secret(md[key])]
+            if not hits:
                 return event
             for key in hits:
                 md[key] = self._redact(md[key])
@@ -273,7 +270,7 @@ class FastPath:
     reuses the bytes computed here. ``FastPath.of(chain)`` is ``None`` for any other chain.
     """
 
-    __slots__ = ("id_limit", "max_error_chars", "max_string_chars", "quick_limit", "redact")
+    __slots__ = ("max_error_chars", "max_string_chars", "quick_limit", "redact")
 
     def __init__(self, redact: RedactSecrets | None, cap: CapSizes) -> None:
         self.redact = redact
