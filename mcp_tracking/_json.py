@@ -133,4 +133,17 @@ def params_hash(params: Any, key: bytes | None = None) -> str:
     secret such as a short password. The key comes from ``MCP_TRACKING_HASH_KEY`` (set the same value
     on every replica so hashes compare across them), else it is random per process.
     """
-    return hashlib.blake2b(canonical_bytes(params), key=key or _HASH_KEY, digest_size=16).hexdigest()
+    try:
+        data = orjson.dumps(params, default=_default, option=_CANON_OPTS)
+    except Exception:
+        data = orjson.dumps(to_jsonable(params), option=_CANON_OPTS)
+    keyed = _KEYED.get(key) if key else _DEFAULT_KEYED
+    if keyed is None:
+        keyed = _KEYED.setdefault(key, hashlib.blake2b(key=key, digest_size=16))  # type: ignore[arg-type]
+    h = keyed.copy()  # the key's block is hashed once, not on every call
+    h.update(data)
+    return h.hexdigest()
+
+
+_DEFAULT_KEYED = hashlib.blake2b(key=_HASH_KEY, digest_size=16)
+_KEYED: dict[bytes, Any] = {}

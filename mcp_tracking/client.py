@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -155,9 +156,10 @@ class AnalyticsClient:
               metadata: dict[str, Any], context: dict[str, Any] | None = None) -> bool:
         if mcp_name is not None and not isinstance(mcp_name, str):
             mcp_name = str(mcp_name)
+        if context is None:  # the record is built on the worker
+            return self.emitter.emit((name, user_id, session_id, mcp_name, metadata, time.time_ns() // 1000))
         record = EventRecord(name, user_id, session_id, mcp_name, metadata)
-        if context is not None:
-            record.call_context = context
+        record.call_context = context
         return self.emitter.emit(record)
 
     def _observe(self, state: SessionState, name: str, md: dict[str, Any]) -> None:

@@ -330,6 +330,7 @@ class EventRecord:
         event_id: str | None = None,
         created_at: datetime | None = None,
         schema_version: int = SCHEMA_VERSION,
+        ts_us: int | None = None,
     ) -> None:
         self._event_id = event_id  # minted lazily (on the worker) from the creation time
         self.event_name = event_name
@@ -337,7 +338,8 @@ class EventRecord:
         self.session_id = session_id
         self.mcp_name = mcp_name
         #: creation time in microseconds since the epoch (UTC): cheap to take, formatted on the worker
-        self.ts_us = time.time_ns() // 1000 if created_at is None else datetime_to_us(created_at)
+        self.ts_us = (ts_us if ts_us is not None else time.time_ns() // 1000) if created_at is None \
+            else datetime_to_us(created_at)
         self.metadata = metadata
         self.metadata_json: bytes | None = None  # set by the processors: the stored form of ``metadata``
         self.schema_version = schema_version

@@ -48,18 +48,22 @@ def error_result(ctx: Any, server: Any, text: str) -> dict[str, Any]:
 
 
 def call_info(ctx: Any, name: str, args: Any, *, mcp_name: str | None, recorder: Recorder) -> CallInfo:
-    """The facts of a ``tools/call`` from an SDK 2.x ``ServerRequestContext`` (also used under fastmcp)."""
+    """The facts of a ``tools/call`` from an SDK 2.x ``ServerRequestContext`` (also used under fastmcp).
+
+    What stays the same on one client connection (client name and version, transport, the hook that ends the
+    session when the connection closes) is worked out on its first call and kept in ``recorder.peers``."""
     session = ctx.session
     connection = getattr(session, "_connection", None)
     params = ctx.params
     meta = params.get("_meta") if type(params) is dict else None
+    if type(meta) is not dict:
+        meta = None
     request = ctx.request
     transport_session = getattr(connection, "session_id", None)
     if transport_session is None and request is not None:
         transport_session = request.headers.get("mcp-session-id")
     outbound = getattr(session, "_request_outbound", None)
-    inner = getattr(outbound, "_inner", outbound)
-    transport_ctx = getattr(inner, "transport", None)
+    transport_ctx = getattr(getattr(outbound, "_inner", outbound), "transport", None)
     kind = getattr(transport_ctx, "kind", None)
     version = ctx.protocol_version
     modern = version in MODERN_PROTOCOL_VERSIONS
@@ -76,15 +80,33 @@ def call_info(ctx: Any, name: str, args: Any, *, mcp_name: str | None, recorder:
         # TCP connections is split unless it sends a session key in _meta or authenticates.
         peer = request.client
         conn_key = f"tcp:{peer.host}:{peer.port}"
+    cacheable = conn_key is not None and type(conn_key) is not str
+    facts = recorder.peers.get(conn_key) if cacheable else None
+    if facts is None:
+        facts = _peer_facts(connection, meta, request, kind, modern, transport_session, recorder)
+        if cacheable and facts[0] is not None:
+            facts = recorder.peers.setdefault(conn_key, facts)
+    token = get_access_token()
+    if token is not None:
+        subject = str_or_none(getattr(token, "subject", None))
+        client_id = str_or_none(getattr(token, "client_id", None))
+    else:
+        subject = client_id = None
+    return CallInfo(name, args, meta, None, None, str_or_none(transport_session), conn_key, subject, client_id,
+                    facts[0], facts[1], version, facts[2], ctx.request_id, mcp_name, facts[3], True)
+
+
+def _peer_facts(connection: Any, meta: dict[str, Any] | None, request: Any, kind: Any, modern: bool,
+                transport_session: Any, recorder: Recorder) -> tuple[str | None, str | None, str | None, Any]:
+    """(client name, client version, transport, hook for a new connection's session): a connection's facts."""
     client_params = getattr(connection, "client_params", None)
     client_info = getattr(client_params, "client_info", None)
     if client_info is not None:
         client_name, client_version = client_info.name, client_info.version
-    elif type(meta) is dict and type(raw := meta.get("io.modelcontextprotocol/clientInfo")) is dict:
+    elif meta is not None and type(raw := meta.get("io.modelcontextprotocol/clientInfo")) is dict:
         client_name, client_version = raw.get("name"), raw.get("version")
     else:
         client_name = client_version = None
-    token = get_access_token()
     if request is not None:
         transport = "streamable-http"
     elif kind == "direct":
@@ -97,15 +119,7 @@ def call_info(ctx: Any, name: str, args: Any, *, mcp_name: str | None, recorder:
         if stack is not None:
             def on_new(sid: str, _stack: Any = stack) -> None:
                 _stack.callback(recorder.end_connection, sid)
-    return CallInfo(
-        tool_name=name, arguments=args, meta=meta if type(meta) is dict else None,
-        transport_session=str_or_none(transport_session), connection=conn_key,
-        auth_subject=str_or_none(getattr(token, "subject", None)) if token is not None else None,
-        auth_client_id=str_or_none(getattr(token, "client_id", None)) if token is not None else None,
-        client_name=str_or_none(client_name), client_version=str_or_none(client_version),
-        protocol_version=version, transport=transport, request_id=ctx.request_id,
-        mcp_name=mcp_name, on_new_connection=on_new, framework_span=True,
-    )
+    return str_or_none(client_name), str_or_none(client_version), transport, on_new
 
 
 class TrackingMiddleware:

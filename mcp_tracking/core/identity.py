@@ -20,7 +20,9 @@ import threading
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+V = TypeVar("V")
 
 #: ``_meta`` keys read for an explicit session or user, in this order.
 SESSION_META_KEYS = ("io.mcp-tracking/session_id", "mcp_tracking.session_id", "session_id", "sessionId")
@@ -48,40 +50,61 @@ def mint(prefix: str) -> str:
     return f"{prefix}-{_short_random()}"
 
 
-class ConnectionIds:
-    """One minted id per live connection object, by identity (never by ``==``: two connections' context
-    objects can compare equal); forgotten when the object is collected."""
+class ByIdentity(Generic[V]):
+    """Values keyed by an object's identity (never by ``==``: two connections' context objects can compare
+    equal, and some are unhashable), forgotten when the object is collected. Reads take no lock."""
 
     def __init__(self, max_unweakrefable: int = 10_000) -> None:
-        self._ids: dict[int, tuple[Any, str]] = {}
+        self._items: dict[int, tuple[Any, V]] = {}
         self._lock = threading.Lock()
         self.max_unweakrefable = max_unweakrefable
         self._strong = 0
 
     def _forget(self, key: int) -> None:
         with self._lock:
-            self._ids.pop(key, None)
+            self._items.pop(key, None)
+
+    def get(self, obj: Any) -> V | None:
+        hit = self._items.get(id(obj))
+        if hit is not None:
+            ref = hit[0]
+            if (ref() if type(ref) is weakref.ref else ref) is obj:
+                return hit[1]
+        return None
+
+    def setdefault(self, obj: Any, value: V) -> V:
+        """The value held for ``obj``, else ``value`` (now held)."""
+        key = id(obj)
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None and ((hit[0]() if type(hit[0]) is weakref.ref else hit[0]) is obj):
+                return hit[1]
+            try:
+                ref: Any = weakref.ref(obj, lambda _r, k=key: self._forget(k))
+            except TypeError:  # not weak-referenceable: keep it, bounded
+                if self._strong >= self.max_unweakrefable:
+                    self._items = {k: v for k, v in self._items.items() if type(v[0]) is weakref.ref}
+                    self._strong = 0
+                ref = obj
+                self._strong += 1
+            self._items[key] = (ref, value)
+            return value
+
+
+class ConnectionIds:
+    """One minted id per live connection object, by identity; forgotten when the object is collected."""
+
+    def __init__(self, max_unweakrefable: int = 10_000) -> None:
+        self._ids: ByIdentity[str] = ByIdentity(max_unweakrefable)
 
     def get(self, conn: Any) -> tuple[str, bool]:
         """(id, created)."""
-        key = id(conn)
-        with self._lock:
-            hit = self._ids.get(key)
-            if hit is not None:
-                ref, sid = hit
-                if (ref() if isinstance(ref, weakref.ref) else ref) is conn:
-                    return sid, False
-            sid = mint("conn")
-            try:
-                ref = weakref.ref(conn, lambda _r, k=key: self._forget(k))
-            except TypeError:  # not weak-referenceable: keep it, bounded
-                if self._strong >= self.max_unweakrefable:
-                    self._ids = {k: v for k, v in self._ids.items() if isinstance(v[0], weakref.ref)}
-                    self._strong = 0
-                ref = conn
-                self._strong += 1
-            self._ids[key] = (ref, sid)
-            return sid, True
+        sid = self._ids.get(conn)
+        if sid is not None:
+            return sid, False
+        new = mint("conn")
+        sid = self._ids.setdefault(conn, new)
+        return sid, sid is new
 
 
 def meta_value(meta: Any, keys: tuple[str, ...]) -> str | None:

@@ -28,6 +28,7 @@ from mcp_tracking.core import completeness as _completeness
 from mcp_tracking.core.identity import (
     SESSION_META_KEYS,
     USER_META_KEYS,
+    ByIdentity,
     current_binding,
     meta_value,
     mint,
@@ -141,6 +142,8 @@ class Recorder:
         self._meta_keys = frozenset(self.options.session_meta_keys) | frozenset(self.options.user_meta_keys)
         #: the OpenTelemetry sink, when the client writes to one (it wants per-call trace context)
         self._otel: Any = getattr(client.sink, "call_context_consumer", None)
+        #: what adapters work out once per client connection (client name, transport, ...), by connection object
+        self.peers: ByIdentity[Any] = ByIdentity()
 
     # -- identity --------------------------------------------------------------------------------
 

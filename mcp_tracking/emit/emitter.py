@@ -16,6 +16,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from mcp_tracking._logging import warn_once
 from mcp_tracking.emit.processors import FastPath, Processor, default_processors, ensure_json
@@ -48,6 +49,11 @@ class EmitterStats:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
+
+
+#: What the queue holds: a record, or the arguments of one to be built on the worker, off the request path:
+#: ``(event_name, user_id, session_id, mcp_name, metadata, ts_us)`` (how the tracker queues a call's events).
+Queued = EventRecord | tuple[str, str, str | None, str | None, dict[str, Any], int]
 
 
 class Emitter:
@@ -109,7 +115,7 @@ class Emitter:
         _LIVE.add(self)
 
     def _init_state(self) -> None:
-        self._queue: deque[EventRecord] = deque()
+        self._queue: deque[Queued] = deque()
         self._lock = threading.Lock()
         self._done_cond = threading.Condition(threading.Lock())
         self._wake = threading.Event()
@@ -122,23 +128,21 @@ class Emitter:
 
     # -- request path ----------------------------------------------------------------------------
 
-    def emit(self, record: EventRecord) -> bool:
-        """Queue one event; ``False`` (counted, logged) when the queue is full or the emitter closed."""
-        if self._closed:
-            self._stats.dropped += 1
-            return False
+    def emit(self, record: Queued) -> bool:
+        """Queue one event (a record, or its arguments: see :data:`Queued`); ``False`` (counted, logged) when
+        the queue is full or the emitter closed."""
         queue = self._queue
         with self._lock:
-            if len(queue) >= self.max_queue_size:
+            if self._closed or len(queue) >= self.max_queue_size:
                 self._stats.dropped += 1
-                dropped = True
+                full = not self._closed
             else:
                 queue.append(record)
                 self._enqueued += 1
-                self._stats.accepted += 1
-                dropped = False
-        if dropped:
-            warn_once("queue-full", "mcp_tracking: event queue full (%d); dropping events", self.max_queue_size)
+                full = None
+        if full is not None:
+            if full:
+                warn_once("queue-full", "mcp_tracking: event queue full (%d); dropping events", self.max_queue_size)
             return False
         if self._worker is None:
             self._start_worker()
@@ -161,7 +165,7 @@ class Emitter:
         self._init_state()
         self._closed = closed
         self._queue.extend(pending)
-        self._enqueued = self._stats.accepted = len(pending)
+        self._enqueued = len(pending)
 
     def _start_worker(self) -> None:
         with self._lock:
@@ -211,6 +215,7 @@ class Emitter:
     @property
     def stats(self) -> EmitterStats:
         s = self._stats
+        s.accepted = self._enqueued
         s.queue_depth = len(self._queue)
         return EmitterStats(**asdict(s))
 
@@ -248,14 +253,14 @@ class Emitter:
         """Record this process's counters in the store, where it can (SQLite, PostgreSQL)."""
         self._health_at = now
         write = getattr(self.sink, "write_health", None)
-        if write is None or self._stats.accepted == 0:
+        if write is None or self._enqueued == 0:
             return
         try:
             write(f"{socket.gethostname()}:{os.getpid()}:{id(self):x}", self.stats.as_dict())
         except Exception:
             warn_once("health", "mcp_tracking: could not record emitter health in %r", self.sink, exc_info=True)
 
-    def _take_batch(self) -> list[EventRecord]:
+    def _take_batch(self) -> list[Queued]:
         queue = self._queue
         with self._lock:
             n = min(self.batch_size, len(queue))
@@ -266,6 +271,13 @@ class Emitter:
                 popleft = queue.popleft
                 batch = [popleft() for _ in range(n)]
         return batch
+
+    def _materialize(self, batch: list[Queued]) -> list[EventRecord]:
+        """``batch`` as records: the ones queued as arguments are built here, on the worker."""
+        if all(type(item) is EventRecord for item in batch):
+            return batch  # type: ignore[return-value]
+        return [item if type(item) is EventRecord else EventRecord(*item[:5], ts_us=item[5])  # type: ignore[misc]
+                for item in batch]
 
     def _process(self, batch: list[EventRecord]) -> list[EventRecord]:
         chain = [(proc, bool(getattr(proc, "builtin", False))) for proc in self.processors]
@@ -347,9 +359,9 @@ class Emitter:
         self._stats.spooled += len(events)
         return True
 
-    def _write(self, batch: list[EventRecord]) -> None:
+    def _write(self, batch: list[Queued]) -> None:
         try:
-            events = self._process(batch)
+            events = self._process(self._materialize(batch))
             spool = self.spool
             # the store was down: keep the order, behind what is spooled, until the replay has caught up
             if (events and spool is not None and spool.pending() and (not self._replay() or spool.pending())
