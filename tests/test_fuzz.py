@@ -197,3 +197,42 @@ def test_the_worker_fast_path_stores_what_the_full_chain_stores(batch):
             slow.append(event)
         assert [(e.event_id, e.event_name, e.session_id, e.metadata_json) for e in fast] == \
                [(e.event_id, e.event_name, e.session_id, e.metadata_json) for e in slow]
+
+
+# --- the validation fast path agrees with jsonschema ------------------------------------------------------
+
+JSON_TYPES = ["string", "integer", "number", "boolean", "null", "array", "object"]
+prop_specs = st.one_of(
+    st.builds(lambda t: {"type": t}, st.sampled_from(JSON_TYPES)),
+    st.builds(lambda ts: {"type": ts}, st.lists(st.sampled_from(JSON_TYPES), min_size=1, max_size=3, unique=True)),
+    st.builds(lambda ts: {"anyOf": [{"type": t} for t in ts]},
+              st.lists(st.sampled_from(JSON_TYPES), min_size=1, max_size=3, unique=True)),
+    st.just({}), st.just({"title": "anything", "description": "goes"}),
+)
+flat_schemas = st.dictionaries(st.sampled_from(list("abcdef")), prop_specs, max_size=5).flatmap(
+    lambda props: st.builds(
+        lambda required, extra: {"type": "object", "properties": props, "required": required,
+                                 **({} if extra is None else {"additionalProperties": extra}), "title": "T"},
+        st.lists(st.sampled_from(list("abcdefg")), max_size=3, unique=True),
+        st.sampled_from([None, True, False])))
+arg_values = st.one_of(json_scalars, st.floats(allow_nan=False, allow_infinity=False).map(float),
+                       st.integers(-5, 5).map(float), st.lists(json_scalars, max_size=2),
+                       st.dictionaries(st.text(max_size=3), json_scalars, max_size=2))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(flat_schemas, st.dictionaries(st.sampled_from(list("abcdefgh")), arg_values, max_size=6))
+def test_validation_fast_path_agrees_with_jsonschema(schema, args):
+    """For the schemas frameworks generate, the fast check says "clean" exactly when jsonschema accepts the
+    arguments and none falls outside the schema's properties; and the outcome is the same with or without it."""
+    from dataclasses import replace
+
+    from jsonschema import Draft202012Validator
+
+    from mcp_tracking.core.validation import compile_schema, validate
+
+    compiled = compile_schema(schema)
+    assert compiled.fast_check is not None
+    clean = Draft202012Validator(schema).is_valid(args) and set(args) <= set(schema["properties"])
+    assert compiled.fast_check(args) is clean
+    assert validate(compiled, args) == validate(replace(compiled, fast_check=None), args)
