@@ -74,8 +74,9 @@ def tool_manager_lookup(server: Any, name: str) -> tuple[bool, Any, Callable[[],
     if manager is None:
         return True, None, None
     tool = manager.get_tool(name)
-    return (tool is not None, tool.parameters if tool is not None else None,
-            lambda: [t.name for t in manager.list_tools()])
+    if tool is not None:
+        return True, tool.parameters, None
+    return False, None, lambda: [t.name for t in manager.list_tools()]
 
 
 async def run_call(recorder: Recorder, handle: CallHandle | None, tool_name: str,

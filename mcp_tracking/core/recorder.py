@@ -152,8 +152,8 @@ class Recorder:
         opts = self.options
         bound = current_binding.get()
         meta = info.meta
-        if meta and not (meta.keys() & self._meta_keys):
-            meta = None  # the common case: no identity keys in _meta (one set intersection, no lookups)
+        if meta and self._meta_keys.isdisjoint(meta):
+            meta = None  # the common case: no identity keys in _meta (one pass over its keys, nothing built)
         user = info.explicit_user or (bound.user_id if bound else None) or (
             meta_value(meta, opts.user_meta_keys) if meta else None)
         if user:

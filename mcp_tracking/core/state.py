@@ -64,6 +64,8 @@ class StateBackend(Protocol):
     def claim_end(self, state: SessionState, reason: str, idle_timeout: float) -> bool: ...
 
 
+_tuple_new = tuple.__new__
+
 _FAILURE_REASON = {
     "validation_error": "validation_failed",
     "unknown_tool": "unknown_tool",
@@ -106,7 +108,8 @@ class LocalState:
             previous = last.tool_name
             if last.failed and previous != tool:
                 wrong = (previous, last.tool_params, last.sequence, last.error_type)
-        return CallStart(seq, previous, retry, deferred, wrong, claim and self.claim_start(state))
+        new_session = claim and not state.info.get("started") and self.claim_start(state)
+        return _tuple_new(CallStart, (seq, previous, retry, deferred, wrong, new_session))  # no Python frame
 
     def end(self, state: SessionState, tool: str, phash: str, seq: int | None, outcome: str, *,
             error_type: str | None = None, params: Any = None, fingerprint: str | None = None,
