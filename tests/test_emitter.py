@@ -151,6 +151,26 @@ def test_processor_failure_drops_only_that_event():
     client.close()
 
 
+def test_events_queued_as_arguments_are_built_on_the_worker_in_order():
+    """The request path queues a call's events as their arguments; the worker builds them in queue order, with
+    the creation time taken when they were queued. Something that is not such arguments is counted and
+    dropped alone."""
+    sink = MemorySink()
+    emitter = Emitter(sink, flush_interval=0.01, spool_dir=False)
+    emitter.emit(EventRecord("first", "u", "s", "m", {"n": 1}))
+    emitter.emit(("second", "u", "s", "m", {"n": 2}, 1_700_000_000_123_456))
+    emitter.emit(("broken",))  # type: ignore[arg-type]
+    emitter.emit(EventRecord("third", "u", None, None, {"n": 3}))
+    assert emitter.flush(5)
+    emitter.close()
+    assert [(e["event_name"], e["metadata"]) for e in sink.events] == [
+        ("first", {"n": 1}), ("second", {"n": 2}), ("third", {"n": 3})]
+    second = sink.events[1]
+    assert (second["user_id"], second["session_id"], second["mcp_name"]) == ("u", "s", "m")
+    assert second["created_at"] == "2023-11-14T22:13:20.123456+00:00"
+    assert emitter.stats.processor_errors == 1 and emitter.stats.accepted == 4
+
+
 def test_flush_and_close_are_idempotent_and_drain():
     """close() drains what is queued; calling it twice is harmless; events after close are counted drops."""
     sink = MemorySink()

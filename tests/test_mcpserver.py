@@ -220,6 +220,9 @@ FAULT_STAGES = [
     ("mcp_tracking.core.recorder.canonical_bytes", None),
     ("mcp_tracking.core.completeness.has_result_data", None),
     ("mcp_tracking.adapters.mcpserver.call_info", None),
+    ("mcp_tracking.adapters.mcpserver._peer_facts", None),
+    ("mcp_tracking.core.identity.ByIdentity.get", None),
+    ("mcp_tracking.core.recorder.validate", None),
     ("mcp_tracking.adapters.mcpserver.tool_manager_lookup", None),
     ("mcp_tracking.adapters.mcpserver.payload_of", None),
     ("mcp_tracking.emit.emitter.Emitter.emit", None),
@@ -231,10 +234,13 @@ CALLS = [("list_models", {}), ("get_benchmark_results", {"model_name": "nope"}),
                                                                                    "benchmark": "mmlu"})]
 
 
-async def answers(server, mode="auto"):
+UNKNOWN = ("get_benchmark_results_advanced", {"model_name": "gpt-4.1"})
+
+
+async def answers(server, mode="auto", calls=CALLS):
     out = []
     async with Client(server, mode=mode) as c:
-        for name, args in CALLS:
+        for name, args in calls:
             r = await c.call_tool(name, args)
             out.append((r.is_error, [x.model_dump() for x in r.content], r.structured_content))
     return out
@@ -245,7 +251,10 @@ async def test_every_internal_stage_failing_leaves_calls_untouched(monkeypatch, 
     """Each stage of tracking made to raise in turn: every call returns exactly what it returns untracked."""
     baseline = await answers(build_server("drea"))
 
+    reached = []
+
     def boom(*a, **k):
+        reached.append(target)
         raise RuntimeError(f"injected fault in {target}")
 
     module_path, attr = target.rsplit(".", 1)
@@ -258,8 +267,14 @@ async def test_every_internal_stage_failing_leaves_calls_untouched(monkeypatch, 
         owner = getattr(importlib.import_module(mod), cls)
     monkeypatch.setattr(owner, attr, boom)
     server, client, _sink = tracked_server()
-    assert await answers(server) == baseline
+    got = await answers(server, calls=[*CALLS, UNKNOWN])
     client.close(timeout=5)
+    assert got[:-1] == baseline
+    # an unknown name: the corrective answer, or (tracking gave up) the SDK's own; an error either way
+    is_error, content, _ = got[-1]
+    assert is_error and content[0]["text"].startswith(("Unknown tool 'get_benchmark_results_advanced'",
+                                                        "Unknown tool: get_benchmark_results_advanced"))
+    assert reached, f"{target} was never called: the fault was not injected"
 
 
 def raw_stdio(lines: list[dict], env: dict | None = None) -> tuple[list[dict], str]:

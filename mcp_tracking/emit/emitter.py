@@ -273,11 +273,20 @@ class Emitter:
         return batch
 
     def _materialize(self, batch: list[Queued]) -> list[EventRecord]:
-        """``batch`` as records: the ones queued as arguments are built here, on the worker."""
-        if all(type(item) is EventRecord for item in batch):
-            return batch  # type: ignore[return-value]
-        return [item if type(item) is EventRecord else EventRecord(*item[:5], ts_us=item[5])  # type: ignore[misc]
-                for item in batch]
+        """``batch`` as records: the ones queued as arguments are built here, on the worker. One that cannot be
+        built (not the arguments of a record) is counted as a processor error and dropped, never the batch."""
+        out: list[EventRecord] = []
+        append = out.append
+        for item in batch:
+            if type(item) is EventRecord:
+                append(item)
+                continue
+            try:
+                append(EventRecord(*item[:5], ts_us=item[5]))  # type: ignore[misc,index]
+            except Exception:
+                self._stats.processor_errors += 1
+                warn_once("queued-args", "mcp_tracking: a queued event could not be built; dropped", exc_info=True)
+        return out
 
     def _process(self, batch: list[EventRecord]) -> list[EventRecord]:
         chain = [(proc, bool(getattr(proc, "builtin", False))) for proc in self.processors]
