@@ -133,10 +133,7 @@ def params_hash(params: Any, key: bytes | None = None) -> str:
     secret such as a short password. The key comes from ``MCP_TRACKING_HASH_KEY`` (set the same value
     on every replica so hashes compare across them), else it is random per process.
     """
-    try:
-        data = orjson.dumps(params, default=_default, option=_CANON_OPTS)
-    except Exception:
-        data = orjson.dumps(to_jsonable(params), option=_CANON_OPTS)
+    data = canonical_bytes(params)
     keyed = _KEYED.get(key) if key else _DEFAULT_KEYED
     if keyed is None:
         keyed = _KEYED.setdefault(key, hashlib.blake2b(key=key, digest_size=16))  # type: ignore[arg-type]

@@ -52,7 +52,8 @@ def mint(prefix: str) -> str:
 
 class ByIdentity(Generic[V]):
     """Values keyed by an object's identity (never by ``==``: two connections' context objects can compare
-    equal, and some are unhashable), forgotten when the object is collected. Reads take no lock."""
+    equal, and some are unhashable), forgotten when the object is collected. Reads take no lock. Values are
+    never ``None``: ``get`` answers ``None`` for "nothing held"."""
 
     def __init__(self, max_unweakrefable: int = 10_000) -> None:
         self._items: dict[int, tuple[Any, V]] = {}
@@ -76,9 +77,9 @@ class ByIdentity(Generic[V]):
         """The value held for ``obj``, else ``value`` (now held)."""
         key = id(obj)
         with self._lock:
-            hit = self._items.get(key)
-            if hit is not None and ((hit[0]() if type(hit[0]) is weakref.ref else hit[0]) is obj):
-                return hit[1]
+            held = self.get(obj)
+            if held is not None:
+                return held
             try:
                 ref: Any = weakref.ref(obj, lambda _r, k=key: self._forget(k))
             except TypeError:  # not weak-referenceable: keep it, bounded

@@ -108,7 +108,7 @@ class LocalState:
             previous = last.tool_name
             if last.failed and previous != tool:
                 wrong = (previous, last.tool_params, last.sequence, last.error_type)
-        new_session = claim and not state.info.get("started") and self.claim_start(state)
+        new_session = claim and self.claim_start(state)
         return _tuple_new(CallStart, (seq, previous, retry, deferred, wrong, new_session))  # no Python frame
 
     def end(self, state: SessionState, tool: str, phash: str, seq: int | None, outcome: str, *,

@@ -133,15 +133,14 @@ class Emitter:
         the queue is full or the emitter closed."""
         queue = self._queue
         with self._lock:
-            if self._closed or len(queue) >= self.max_queue_size:
-                self._stats.dropped += 1
-                full = not self._closed
-            else:
+            accepted = not self._closed and len(queue) < self.max_queue_size
+            if accepted:
                 queue.append(record)
                 self._enqueued += 1
-                full = None
-        if full is not None:
-            if full:
+            else:
+                self._stats.dropped += 1
+        if not accepted:
+            if not self._closed:
                 warn_once("queue-full", "mcp_tracking: event queue full (%d); dropping events", self.max_queue_size)
             return False
         if self._worker is None:
