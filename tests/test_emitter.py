@@ -171,6 +171,43 @@ def test_events_queued_as_arguments_are_built_on_the_worker_in_order():
     assert emitter.stats.processor_errors == 1 and emitter.stats.accepted == 4
 
 
+def test_flush_waits_for_what_each_thread_queued_before_it():
+    """Emitting takes no lock. Four threads emit and flush at once through a slow store: every flush returns
+    only once the events its thread queued before it are stored, while the other threads keep queueing; a
+    flush from the worker's own periodic task returns instead of waiting for itself."""
+
+    class SlowSink(MemorySink):
+        def write(self, events):
+            time.sleep(0.002)
+            super().write(events)
+
+    sink = SlowSink()
+    emitter = Emitter(sink, batch_size=7, flush_interval=0.01, spool_dir=False)
+    from_tick: list[bool] = []
+    emitter.add_tick(lambda: from_tick.append(emitter.flush(5)))
+    missing: list[tuple[str, int, int]] = []
+
+    def producer(w: int) -> None:
+        for r in range(5):
+            for n in range(40):
+                emitter.emit(EventRecord("e", "u", f"w{w}", None, {"r": r, "n": n}))
+            assert emitter.flush(10)
+            stored = {(e["session_id"], e["metadata"]["r"], e["metadata"]["n"]) for e in list(sink.events)}
+            missing.extend(k for k in ((f"w{w}", r, n) for n in range(40)) if k not in stored)
+
+    threads = [threading.Thread(target=producer, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    started = time.monotonic()
+    assert emitter.close(10)
+    assert time.monotonic() - started < 5
+    assert missing == []
+    assert len(sink.events) == 800 and emitter.stats.accepted == 800 and emitter.stats.written == 800
+    assert from_tick  # the periodic task ran and its flush came back
+
+
 def test_flush_and_close_are_idempotent_and_drain():
     """close() drains what is queued; calling it twice is harmless; events after close are counted drops."""
     sink = MemorySink()

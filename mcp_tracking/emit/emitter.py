@@ -115,12 +115,10 @@ class Emitter:
         _LIVE.add(self)
 
     def _init_state(self) -> None:
-        self._queue: deque[Queued] = deque()
-        self._lock = threading.Lock()
-        self._done_cond = threading.Condition(threading.Lock())
+        self._queue: deque[Queued | _Mark] = deque()
+        self._lock = threading.Lock()  # the worker's start and the refused-event count; never taken by emit
         self._wake = threading.Event()
-        self._enqueued = 0
-        self._done = 0
+        self._taken = 0  # events the worker has taken from the queue
         self._stats = EmitterStats()
         self._closed = False
         self._worker: threading.Thread | None = None
@@ -130,24 +128,23 @@ class Emitter:
 
     def emit(self, record: Queued) -> bool:
         """Queue one event (a record, or its arguments: see :data:`Queued`); ``False`` (counted, logged) when
-        the queue is full or the emitter closed."""
+        the queue is full or the emitter closed. Lock-free: a deque append is atomic, and order is queue order."""
         queue = self._queue
-        with self._lock:
-            accepted = not self._closed and len(queue) < self.max_queue_size
-            if accepted:
-                queue.append(record)
-                self._enqueued += 1
-            else:
-                self._stats.dropped += 1
-        if not accepted:
-            if not self._closed:
-                warn_once("queue-full", "mcp_tracking: event queue full (%d); dropping events", self.max_queue_size)
-            return False
+        if self._closed or len(queue) >= self.max_queue_size:
+            return self._refuse()
+        queue.append(record)
         if self._worker is None:
             self._start_worker()
         if len(queue) >= self.batch_size:
             self._wake.set()
         return True
+
+    def _refuse(self) -> bool:
+        with self._lock:
+            self._stats.dropped += 1
+        if not self._closed:
+            warn_once("queue-full", "mcp_tracking: event queue full (%d); dropping events", self.max_queue_size)
+        return False
 
     def add_tick(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the worker about every ``flush_interval`` (session expiry uses this)."""
@@ -159,12 +156,11 @@ class Emitter:
 
     def _reinit_after_fork(self) -> None:
         """In a forked child: fresh locks (the parent's may have been held at the fork) and no worker."""
-        pending = list(self._queue)
+        pending = [item for item in self._queue if type(item) is not _Mark]  # a parent thread's flush
         closed = self._closed
         self._init_state()
         self._closed = closed
         self._queue.extend(pending)
-        self._enqueued = len(pending)
 
     def _start_worker(self) -> None:
         with self._lock:
@@ -174,22 +170,19 @@ class Emitter:
             self._worker.start()
 
     def flush(self, timeout: float | None = 10.0) -> bool:
-        """Wait until every event queued before this call is written (or given up). ``True`` if drained."""
-        target = self._enqueued
+        """Wait until every event queued before this call is written (or given up). ``True`` if drained.
+
+        A waypoint goes into the queue behind those events; the worker sets it once it has written them."""
         if self._worker is None or not self._worker.is_alive():
             if self._closed:
-                return self._done >= target
+                return self._queue_empty()
             self._start_worker()
+        if self._worker is threading.current_thread():
+            return self._queue_empty()  # the worker itself (a periodic task): it cannot wait for itself
+        mark = _Mark()
+        self._queue.append(mark)
         self._wake.set()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._done_cond:
-            while self._done < target:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._wake.set()
-                self._done_cond.wait(remaining if remaining is None else min(remaining, 0.1))
-        return True
+        return mark.wait(timeout)
 
     def close(self, timeout: float | None = 10.0) -> bool:
         """Drain within ``timeout`` and stop the worker; idempotent. ``True`` if everything was written."""
@@ -209,13 +202,14 @@ class Emitter:
         return drained
 
     def _queue_empty(self) -> bool:
-        return not self._queue
+        return all(type(item) is _Mark for item in self._queue)
 
     @property
     def stats(self) -> EmitterStats:
         s = self._stats
-        s.accepted = self._enqueued
-        s.queue_depth = len(self._queue)
+        depth = len(self._queue)
+        s.accepted = self._taken + depth
+        s.queue_depth = depth
         return EmitterStats(**asdict(s))
 
     # -- worker ----------------------------------------------------------------------------------
@@ -227,9 +221,12 @@ class Emitter:
             self._wake.clear()
             wrote = self._replay()
             while self._queue:
-                batch = self._take_batch()
-                self._write(batch)
-                wrote = True
+                batch, marks = self._take_batch()
+                if batch:
+                    self._write(batch)
+                    wrote = True
+                for mark in marks:
+                    mark.set()
             if wrote:
                 try:
                     self.sink.flush()
@@ -247,29 +244,33 @@ class Emitter:
                 self._write_health(now)
             if self._closed and not self._queue:
                 return
+            if self._closed and self._queue_empty():
+                for mark in self._take_batch()[1]:
+                    mark.set()
+                return
 
     def _write_health(self, now: float) -> None:
         """Record this process's counters in the store, where it can (SQLite, PostgreSQL)."""
         self._health_at = now
         write = getattr(self.sink, "write_health", None)
-        if write is None or self._enqueued == 0:
+        if write is None or (self._taken == 0 and self._queue_empty()):
             return
         try:
             write(f"{socket.gethostname()}:{os.getpid()}:{id(self):x}", self.stats.as_dict())
         except Exception:
             warn_once("health", "mcp_tracking: could not record emitter health in %r", self.sink, exc_info=True)
 
-    def _take_batch(self) -> list[Queued]:
+    def _take_batch(self) -> tuple[list[Queued], list[_Mark]]:
+        """Up to ``batch_size`` items from the head of the queue: (events, flush waypoints). Items are popped
+        one by one from the left: request threads append on the right meanwhile, without a lock."""
         queue = self._queue
-        with self._lock:
-            n = min(self.batch_size, len(queue))
-            if n == len(queue):
-                batch = list(queue)
-                queue.clear()
-            else:
-                popleft = queue.popleft
-                batch = [popleft() for _ in range(n)]
-        return batch
+        popleft = queue.popleft
+        batch = [popleft() for _ in range(min(self.batch_size, len(queue)))]
+        marks = [item for item in batch if type(item) is _Mark]
+        if marks:
+            batch = [item for item in batch if type(item) is not _Mark]
+        self._taken += len(batch)
+        return batch, marks  # type: ignore[return-value]
 
     def _materialize(self, batch: list[Queued]) -> list[EventRecord]:
         """``batch`` as records: the ones queued as arguments are built here, on the worker. One that cannot be
@@ -402,10 +403,13 @@ class Emitter:
                         self._stats.retries += 1
                         time.sleep(delay)
                         delay = min(delay * 2, MAX_BACKOFF)
-        finally:
-            with self._done_cond:
-                self._done += len(batch)
-                self._done_cond.notify_all()
+        except Exception:  # never lose the worker: what could not be written is counted
+            self._stats.failed_events += len(batch)
+            warn_once("write", "mcp_tracking: writing a batch failed", exc_info=True)
+
+
+class _Mark(threading.Event):
+    """A :meth:`Emitter.flush` waypoint in the queue, set once everything queued before it is written."""
 
 
 _LIVE: weakref.WeakSet[Emitter] = weakref.WeakSet()
