@@ -172,6 +172,8 @@ metadata_fields = st.dictionaries(
 @example(batch=[("tool_call_failed", {"error_message": "e" * 3000, "tool_name": "t"}, None)])
 @example(batch=[("tool_call_started", {"tool_name": "t" * 600, "tool_params": {}}, None)])
 @example(batch=[("custom_event", {"password": "p"}, "s" * 600), ("tool_call_completed", {"success": True}, None)])
+@example(batch=[("tool_call_started", {"tool_params": {"token": "t"}}, None),
+                ("tool_call_completed", {"tool_params": {}}, None)])
 def test_the_worker_fast_path_stores_what_the_full_chain_stores(batch):
     """The worker's one-loop fast path (clean events skip the processor chain) changes nothing: every event
     ends as the chain alone would leave it (same stored bytes, same identifiers), in the same order."""
@@ -181,16 +183,24 @@ def test_the_worker_fast_path_stores_what_the_full_chain_stores(batch):
     from mcp_tracking.emit.processors import FastPath, default_processors
     from mcp_tracking.events import EventRecord
 
-    def records():
-        return [EventRecord(name, "u", session, "m", copy.deepcopy(md), event_id=f"id{i}")
-                for i, (name, md, session) in enumerate(batch)]
+    def records(shared=None):
+        out = [EventRecord(name, "u", session, "m", copy.deepcopy(md), event_id=f"id{i}")
+               for i, (name, md, session) in enumerate(batch)]
+        if shared is not None:  # as a call's events do: one arguments object in several events of the batch
+            for r in out:
+                if "tool_params" in r.metadata:
+                    r.metadata["tool_params"] = shared
+        return out
 
-    for redact in (True, False):  # the default chain, and the chain without redaction
+    first = next((md["tool_params"] for _, md, _ in batch if "tool_params" in md), None)
+    for redact, shared in ((True, None), (False, None), (True, first)):  # default chain, no redaction, shared args
         emitter = Emitter(MemorySink(), processors=default_processors(redact=redact), spool_dir=False)
         assert FastPath.of(emitter.processors) is not None
-        fast = emitter._process(records())
+        fast = emitter._process(records(copy.deepcopy(shared)))
         slow = []
         for record in records():
+            if shared is not None and "tool_params" in record.metadata:
+                record.metadata["tool_params"] = copy.deepcopy(shared)
             event = record
             for proc in default_processors(redact=redact):
                 event = proc(event)

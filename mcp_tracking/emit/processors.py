@@ -295,6 +295,7 @@ class FastPath:
         quick_limit, max_string_chars, max_error_chars = self.quick_limit, self.max_string_chars, self.max_error_chars
         known = KNOWN_EVENT_NAMES
         dumps_ = orjson.dumps
+        scanned: dict[int, bool] = {}  # by id(): the batch holds every object scanned, so ids stay unique
         for i, event in enumerate(batch):
             md = event.metadata
             if type(md) is not dict:
@@ -328,7 +329,13 @@ class FastPath:
                 continue
             if event.event_name in known:
                 params = md.get("tool_params")
-                if (params is not None and has_secret(params)) or (
+                if params is not None:  # a call's events share one arguments object: scanned once per batch
+                    hit = scanned.get(id(params))
+                    if hit is None:
+                        hit = scanned[id(params)] = has_secret(params)
+                else:
+                    hit = False
+                if hit or (
                         ("first_tool_params" in md or "second_tool_params" in md)
                         and (has_secret(md.get("first_tool_params")) or has_secret(md.get("second_tool_params")))):
                     slow.append(i)
