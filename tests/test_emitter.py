@@ -208,6 +208,30 @@ def test_flush_waits_for_what_each_thread_queued_before_it():
     assert from_tick  # the periodic task ran and its flush came back
 
 
+def test_a_batch_that_fails_unexpectedly_is_counted_and_the_worker_goes_on(tmp_path):
+    """Fault injection: the spool's check raises on one batch. That batch is counted as failed; the worker
+    survives and writes the next one (before, the exception ended the worker and every later flush waited)."""
+    sink = MemorySink()
+    emitter = Emitter(sink, flush_interval=0.01, spool_dir=tmp_path)
+    real = emitter.spool.pending
+    calls = {"n": 0}
+
+    def pending_once_broken():
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError("spool directory vanished")
+        return real()
+
+    emitter.spool.pending = pending_once_broken
+    emitter.emit(EventRecord("first", "u", "s", None, {}))
+    assert emitter.flush(5)
+    emitter.emit(EventRecord("second", "u", "s", None, {}))
+    assert emitter.flush(5)
+    assert emitter.close(5)
+    assert [e["event_name"] for e in sink.events] == ["second"]
+    assert emitter.stats.failed_events == 1
+
+
 def test_flush_and_close_are_idempotent_and_drain():
     """close() drains what is queued; calling it twice is harmless; events after close are counted drops."""
     sink = MemorySink()
