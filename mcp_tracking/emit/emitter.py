@@ -179,10 +179,17 @@ class Emitter:
             self._start_worker()
         if self._worker is threading.current_thread():
             return self._queue_empty()  # the worker itself (a periodic task): it cannot wait for itself
+        worker = self._worker
         mark = _Mark()
         self._queue.append(mark)
         self._wake.set()
-        return mark.wait(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not mark.wait(0.1 if deadline is None else max(0.0, min(0.1, deadline - time.monotonic()))):
+            if worker is None or not worker.is_alive():  # it stopped (close() from another thread) first
+                return self._queue_empty()
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+        return True
 
     def close(self, timeout: float | None = 10.0) -> bool:
         """Drain within ``timeout`` and stop the worker; idempotent. ``True`` if everything was written."""
@@ -243,10 +250,6 @@ class Emitter:
             if now - self._health_at >= HEALTH_INTERVAL or (self._closed and not self._queue):
                 self._write_health(now)
             if self._closed and not self._queue:
-                return
-            if self._closed and self._queue_empty():
-                for mark in self._take_batch()[1]:
-                    mark.set()
                 return
 
     def _write_health(self, now: float) -> None:
