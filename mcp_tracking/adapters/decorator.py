@@ -65,6 +65,7 @@ class _ToolTracker:
         self.manifest = manifest
         self.recorder = Recorder(client, options)
         self._schema: Any = _schema_of(fn) if validate and options.validation != "off" else None
+        self._sig: inspect.Signature | None
         try:
             self._sig = inspect.signature(fn)
         except (TypeError, ValueError):

@@ -32,7 +32,7 @@ except ImportError:  # pragma: no cover
 try:  # our manifest lookups must not open (or rename) fastmcp's spans: the request's span is the call's
     from fastmcp.telemetry import suppress_fastmcp_telemetry as _quiet
 except ImportError:  # pragma: no cover - older fastmcp
-    from contextlib import nullcontext as _quiet
+    from contextlib import nullcontext as _quiet  # type: ignore[assignment]
 
 
 def _error_type(exc: BaseException) -> str:
@@ -108,7 +108,7 @@ class FastMCPTrackingMiddleware(Middleware):  # type: ignore[misc]
                 with _quiet():
                     tool = await server.get_tool(name) if server is not None else None
                     known = tool is not None or server is None
-                    if not known:
+                    if not known and server is not None:
                         names = [t.name for t in await server.list_tools()]
                 handle = self.recorder.begin(
                     self._info(fc, server, name, args), known=known,
@@ -118,7 +118,7 @@ class FastMCPTrackingMiddleware(Middleware):  # type: ignore[misc]
                           exc_info=True)
         if handle is not None and handle.reject is not None:
             return ToolResult(content=handle.reject, is_error=True)
-        result = await run_call(self.recorder, handle, name, lambda: call_next(context),
+        result = await run_call(self.recorder, handle, str(name), lambda: call_next(context),
                                 timeout_answer=lambda text: ToolResult(content=text, is_error=True),
                                 classify=_error_type)
         if handle is not None:

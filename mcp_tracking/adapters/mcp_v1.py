@@ -60,7 +60,7 @@ class V1Hook:
         session = getattr(rc, "session", None)
         http = getattr(rc, "request", None)
         meta_model = getattr(req.params, "meta", None)
-        meta = meta_model.model_dump() if hasattr(meta_model, "model_dump") else None
+        meta = meta_model.model_dump() if meta_model is not None and hasattr(meta_model, "model_dump") else None
         cp = getattr(session, "client_params", None)
         ci = getattr(cp, "clientInfo", None)
         token = _access_token()
@@ -81,6 +81,8 @@ class V1Hook:
     async def __call__(self, req: Any) -> Any:
         name = getattr(req.params, "name", None)
         args = getattr(req.params, "arguments", None) or {}
+        if not isinstance(name, str):
+            return await self.original(req)  # malformed: the SDK answers it
         handle = None
         try:
             known, schema, names = tool_manager_lookup(self.server, name)

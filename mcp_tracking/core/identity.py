@@ -81,7 +81,10 @@ class ByIdentity(Generic[V]):
             if held is not None:
                 return held
             try:
-                ref: Any = weakref.ref(obj, lambda _r, k=key: self._forget(k))
+                def gone(_ref: Any, k: int = key) -> None:
+                    self._forget(k)
+
+                ref: Any = weakref.ref(obj, gone)
             except TypeError:  # not weak-referenceable: keep it, bounded
                 if self._strong >= self.max_unweakrefable:
                     self._items = {k: v for k, v in self._items.items() if type(v[0]) is weakref.ref}

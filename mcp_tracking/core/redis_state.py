@@ -308,7 +308,7 @@ class RedisState:
         except redis.RedisError:
             self._fallback("hash-key")
             return None
-        return bytes.fromhex(value) if value else None
+        return bytes.fromhex(value) if isinstance(value, str) and value else None  # decode_responses=True
 
     def identity_session(self, identity_key: str, candidate: str) -> str:
         """The session bound to a caller identity across replicas (within the idle window), else ``candidate``."""

@@ -9,35 +9,34 @@ loop on the same failing call and give up.
 
 from __future__ import annotations
 
+import importlib
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 
-Call = Callable[[str, dict[str, Any]], Awaitable[tuple[bool, str]]]
+Call = Callable[[str, dict[str, Any]], Coroutine[Any, Any, tuple[bool, str]]]
 USER_KEY = "io.mcp-tracking/user_id"
 
 
 @asynccontextmanager
 async def connect(server: Any, *, mode: str, user: str) -> AsyncIterator[Call]:
     """A real in-process MCP client connection; yields ``call(name, args) -> (is_error, text)``."""
-    try:
-        from mcp import Client
-    except ImportError:  # mcp 1.x
-        Client = None
-    if Client is not None and hasattr(Client, "call_tool"):
-        async with Client(server, mode=mode) as client:
+    client_cls: Any = getattr(importlib.import_module("mcp"), "Client", None)  # mcp 1.x has none
+    if client_cls is not None and hasattr(client_cls, "call_tool"):
+        meta: Any = {USER_KEY: user}
+        async with client_cls(server, mode=mode) as client:
             async def call(name: str, args: dict[str, Any]) -> tuple[bool, str]:
-                r = await client.call_tool(name, args, meta={USER_KEY: user})
+                r = await client.call_tool(name, args, meta=meta)
                 return bool(r.is_error), " ".join(getattr(c, "text", "") for c in r.content)
 
             yield call
     else:
-        from mcp.shared.memory import create_connected_server_and_client_session
+        memory: Any = importlib.import_module("mcp.shared.memory")  # mcp 1.x only
 
-        async with create_connected_server_and_client_session(server) as session:
+        async with memory.create_connected_server_and_client_session(server) as session:
             async def call(name: str, args: dict[str, Any]) -> tuple[bool, str]:
                 r = await session.call_tool(name, args)
                 return bool(r.isError), " ".join(getattr(c, "text", "") for c in r.content)

@@ -7,6 +7,7 @@ typed arguments, a leaderboard, a comparison and a flaky pricing feed.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import threading
@@ -108,9 +109,7 @@ def build_server(name: str = "drea", *, quiet_tool_errors: bool = True) -> Any:
 
         server: Any = MCPServer(name, log_level="WARNING")
     except ImportError:  # mcp 1.x
-        from mcp.server.fastmcp import FastMCP
-
-        server = FastMCP(name, log_level="WARNING")
+        server = importlib.import_module("mcp.server.fastmcp").FastMCP(name, log_level="WARNING")
     for tool in TOOLS:
         server.add_tool(tool)
     return server

@@ -110,7 +110,7 @@ class Emitter:
         self.spool_after = spool_after
         self._next_replay = 0.0
         self._replay_delay = retry_backoff
-        self._tick_callbacks: list[Callable[[], None]] = []
+        self._tick_callbacks: list[Callable[[], object]] = []
         self._init_state()
         _LIVE.add(self)
 
@@ -146,7 +146,7 @@ class Emitter:
             warn_once("queue-full", "mcp_tracking: event queue full (%d); dropping events", self.max_queue_size)
         return False
 
-    def add_tick(self, callback: Callable[[], None]) -> None:
+    def add_tick(self, callback: Callable[[], object]) -> None:
         """Run ``callback`` on the worker about every ``flush_interval`` (session expiry uses this)."""
         self._tick_callbacks.append(callback)
         if self._worker is None:

@@ -76,6 +76,12 @@ class Aggregates:
     groups: dict[str, Totals] = field(default_factory=dict)  # breakdown by session or user
 
 
+def totals_of(row: Any) -> Totals:
+    """A :class:`Totals` from a SQL row in field order: integers, NULL kept as ``None`` (a maximum over no
+    rows), as both SQL stores return them."""
+    return Totals(*[int(v) if v is not None else None for v in row])  # type: ignore[arg-type]
+
+
 def ratio(num: float | None, den: float | None, digits: int = 4) -> float | None:
     if num is None or not den:
         return None
@@ -206,7 +212,7 @@ def derive(agg: Aggregates, scope: dict[str, Any]) -> MetricsResult:
             if c.calls
         ],
     }
-    failure = [
+    failure: list[dict[str, Any]] = [
         {
             "tool_name": c.tool_name,
             "calls": c.completed + c.failed,
@@ -272,7 +278,8 @@ def set_session_facts(totals: Totals, row: Any) -> None:
     """The session-level counts from the SQL stores' sessions pass (eight values, in this order)."""
     (totals.sessions, totals.started_sessions, totals.completed_sessions, totals.successful_sessions,
      totals.steps_in_successful, totals.max_steps_successful, totals.sessions_with_errors,
-     totals.recovered_sessions) = (int(v) if v is not None else None for v in row)
+     totals.recovered_sessions) = (int(v) if v is not None else None for v in row)  # type: ignore[assignment]
+    # (NULL only for max_steps_successful: no successful session with a tool call)
 
 
 def run_halves(first: Callable[[Any], Any], conn: Any, second_half: Callable[[Any], Any],

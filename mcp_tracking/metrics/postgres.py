@@ -20,6 +20,7 @@ from mcp_tracking.metrics.model import (
     count_events,
     run_halves,
     set_session_facts,
+    totals_of,
 )
 from mcp_tracking.sinks.sqlite import where_clause
 
@@ -124,8 +125,7 @@ RETRY_LOOPS = f"""
 """
 
 
-def _totals(row: Any) -> Totals:
-    return Totals(*[int(v) if v is not None else None for v in row])
+
 
 
 def aggregates(conn: Any, filters: dict[str, Any], *, breakdown: str | None = None,
@@ -156,7 +156,7 @@ def aggregates(conn: Any, filters: dict[str, Any], *, breakdown: str | None = No
                                           per_session=PER_SESSION.format(keys=keys, where=where)), params)
                 for r in cur.fetchall():
                     if r[0] is not None:
-                        groups[str(r[0])] = _totals(r[1:])
+                        groups[str(r[0])] = totals_of(r[1:])
         return facts, groups
 
     def tool_half(c: Any) -> tuple[Totals, list[ToolCounts], list[Any], list[Any], list[Any]]:

@@ -22,6 +22,7 @@ from mcp_tracking.metrics.model import (
     rank_offset,
     run_halves,
     set_session_facts,
+    totals_of,
 )
 from mcp_tracking.sinks.sqlite import named_params, where_clause
 
@@ -166,7 +167,7 @@ def aggregates(conn: sqlite3.Connection, filters: dict[str, Any], *, breakdown: 
                                 group_by=f"GROUP BY {col}")
             for r in c.execute(sql, params):
                 if r[0] is not None:
-                    groups[str(r[0])] = Totals(*[int(v) if v is not None else None for v in r[1:]])
+                    groups[str(r[0])] = totals_of(r[1:])
         return facts, groups
 
     def rest_half(c: sqlite3.Connection) -> tuple[Totals, dict[str, ToolCounts], list[Any], list[Any], list[Any]]:

@@ -126,10 +126,10 @@ def line_chart(buckets: Sequence[datetime], series: dict[str, list[float | None]
 
     out = [f'<svg id="{chart_id}" class="chart" viewBox="0 0 {width} {height}" role="img">']
     for k in range(5):
-        v = lo + (hi - lo) * k / 4
-        out.append(f'<line x1="{left}" y1="{y(v):.1f}" x2="{width - 16}" y2="{y(v):.1f}" stroke="#eef0f4"/>')
-        out.append(f'<text x="{left - 6}" y="{y(v):.1f}" text-anchor="end" dominant-baseline="middle">'
-                   f'{v * 100:.0f}%</text>')
+        tick = lo + (hi - lo) * k / 4
+        out.append(f'<line x1="{left}" y1="{y(tick):.1f}" x2="{width - 16}" y2="{y(tick):.1f}" stroke="#eef0f4"/>')
+        out.append(f'<text x="{left - 6}" y="{y(tick):.1f}" text-anchor="end" dominant-baseline="middle">'
+                   f'{tick * 100:.0f}%</text>')
     step = max(1, n // 6)
     for i in range(0, n, step):
         out.append(f'<text x="{x(i):.1f}" y="{height - 8}" text-anchor="middle">'

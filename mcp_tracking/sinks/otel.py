@@ -240,10 +240,9 @@ class OTelSink:
             return
         if name in ("tool_call_completed", "tool_call_failed"):
             seq = md.get("call_sequence")
-            key = (sid, seq) if isinstance(seq, int) else None
-            if key is None or key in self._enriched:
+            if not isinstance(seq, int) or (sid, seq) in self._enriched:
                 return
-            pending = self._calls.get(key)
+            pending = self._calls.get((sid, seq))
             if pending is None or pending.end_ns is not None:
                 return
             pending.end_ns = max(ts, pending.start_ns)

@@ -299,7 +299,8 @@ def where_clause(
     """
     parts: list[str] = []
     params: list[Any] = []
-    values = {"session_id": session_id, "user_id": user_id, "mcp_name": mcp_name, "since": since, "until": until}
+    values: dict[str, Any] = {"session_id": session_id, "user_id": user_id, "mcp_name": mcp_name,
+                              "since": since, "until": until}
     ops = {"session_id": ("session_id", "="), "user_id": ("user_id", "="), "mcp_name": ("mcp_name", "="),
            "since": ("created_at", ">="), "until": ("created_at", "<")}
     for key, (column, op) in ops.items():
