@@ -63,6 +63,14 @@ def median(xs: list[float]) -> float:
     return statistics.median(xs)
 
 
+def paired(base: list[float], ours: list[float]) -> str:
+    """The ratio of each round's two measurements, taken back to back (so slow drifts of the machine cancel):
+    their median and quartiles, as text."""
+    ratios = sorted(o / b for b, o in zip(base, ours))
+    q1, q2, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0],) * 3
+    return f"paired per-round ratio: median {q2:.3f}, quartiles {q1:.3f} to {q3:.3f}"
+
+
 def rounds(fn: Callable[[], float], n: int) -> list[float]:
     return [fn() for _ in range(n)]
 

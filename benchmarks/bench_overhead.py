@@ -8,7 +8,9 @@ in-process client, untracked and with full tracking (live manifest check, compil
 retry/wrong-tool detection, session state, events queued to SQLite on the worker). Rounds alternate the
 two servers in ABBA order, so that running first or second in a round favours neither; each round is
 >= 2,000 calls; the figure is the median over rounds of µs per call, and the ratio of the medians, all
-from the same run. Target: <= 1.05 on MCPServer.
+from the same run. Target: <= 1.05 on MCPServer. Each round's two measurements are also divided by each
+other (they ran back to back, so slow drifts of the machine cancel): the median and quartiles of those
+paired ratios show how far one run can be trusted.
 
 ``--transport stdio|http`` measures what a deployed server sees instead: the plain and the tracked
 MCPServer each in its own process (``_server.py``), reached over stdio or streamable HTTP on 127.0.0.1 by
@@ -27,7 +29,7 @@ from typing import Any
 import anyio
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import framework, median, per_call_us
+from _common import framework, median, paired, per_call_us
 
 from mcp_tracking import AnalyticsClient, SQLiteSink, instrument
 
@@ -91,6 +93,7 @@ def remote(transport: str, calls: int, rounds: int) -> None:
     print(f"MCPServer over {transport}: untracked {b:.0f} µs/call, tracked {o:.0f} µs/call, overhead {o - b:+.0f} µs, "
           f"ratio {o / b:.3f}")
     print(f"   rounds untracked {[round(x) for x in base]}, tracked {[round(x) for x in ours]}")
+    print(f"   {paired(base, ours)}")
 
 
 def main() -> None:
@@ -123,6 +126,7 @@ def main() -> None:
             print(f"{label}: untracked {b:.0f} µs/call, tracked {o:.0f} µs/call, overhead {o - b:+.0f} µs, "
                   f"ratio {o / b:.3f}" + ("  (target <= 1.05)" if "MCPServer" in label else ""))
             print(f"   rounds untracked {[round(x) for x in base]}, tracked {[round(x) for x in ours]}")
+            print(f"   {paired(base, ours)}")
 
 
 if __name__ == "__main__":
