@@ -275,11 +275,11 @@ def count_events(rows: Any) -> tuple[Totals, dict[str, ToolCounts]]:
 
 
 def set_session_facts(totals: Totals, row: Any) -> None:
-    """The session-level counts from the SQL stores' sessions pass (eight values, in this order)."""
+    """The session-level counts from the SQL stores' sessions pass (eight values, in this order; NULL only for
+    max_steps_successful, when no successful session made a tool call)."""
     (totals.sessions, totals.started_sessions, totals.completed_sessions, totals.successful_sessions,
      totals.steps_in_successful, totals.max_steps_successful, totals.sessions_with_errors,
      totals.recovered_sessions) = (int(v) if v is not None else None for v in row)  # type: ignore[assignment]
-    # (NULL only for max_steps_successful: no successful session with a tool call)
 
 
 def run_halves(first: Callable[[Any], Any], conn: Any, second_half: Callable[[Any], Any],

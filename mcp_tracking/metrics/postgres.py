@@ -125,9 +125,6 @@ RETRY_LOOPS = f"""
 """
 
 
-
-
-
 def aggregates(conn: Any, filters: dict[str, Any], *, breakdown: str | None = None,
                second: Any = None) -> Aggregates:
     """Count everything the metrics need within ``filters``; the filters are parameters, never SQL text.
