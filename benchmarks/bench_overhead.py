@@ -12,6 +12,11 @@ from the same run. Target: <= 1.05 on MCPServer. Each round's two measurements a
 other (they ran back to back, so slow drifts of the machine cancel): the median and quartiles of those
 paired ratios show how far one run can be trusted.
 
+Beside MCPServer, the same rounds also measure two reference middlewares (``_floor.py``; ``--no-floor``
+skips them): one that only awaits ``call_next`` (the SDK hook's own cost) and a minimal one that looks up,
+validates, times and queues one tuple that is thrown away. No tracker can cost less than the minimal one;
+its ratio is this machine's floor for the run, and ``tracked / minimal`` is what tracking's own work adds.
+
 ``--transport stdio|http`` measures what a deployed server sees instead: the plain and the tracked
 MCPServer each in its own process (``_server.py``), reached over stdio or streamable HTTP on 127.0.0.1 by
 a real client in this process; the tracked one stores its events in SQLite.
@@ -96,11 +101,23 @@ def remote(transport: str, calls: int, rounds: int) -> None:
     print(f"   {paired(base, ours)}")
 
 
+def floor_servers(make: Any) -> dict[str, Any]:
+    """The two reference servers of ``_floor.py`` (MCPServer only)."""
+    from _floor import MinimalMiddleware, NoopMiddleware
+
+    noop, minimal = make("noop"), make("minimal")
+    noop.middleware.append(NoopMiddleware())
+    minimal.middleware.append(MinimalMiddleware(minimal))
+    return {"no-op middleware": noop, "minimal middleware": minimal}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--transport", choices=["in-process", "stdio", "http"], default="in-process")
+    ap.add_argument("--no-floor", action="store_true",
+                    help="skip the two reference middlewares (_floor.py) measured beside MCPServer")
     args = ap.parse_args()
     if args.transport != "in-process":
         remote(args.transport, args.calls, args.rounds)
@@ -115,18 +132,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         for kind in kinds:
             label, connect, plain, tracked, call, client = pair(kind, Path(d) / f"{kind}.db")
-            base, ours = [], []
-            for r in range(args.rounds):  # ABBA: neither variant always runs first
-                for server in ((plain, tracked) if r % 2 == 0 else (tracked, plain)):
-                    us = anyio.run(per_call_us, connect, server, args.calls, call)
-                    (base if server is plain else ours).append(us)
+            servers = {"untracked": plain, "tracked": tracked}
+            if kind == "mcpserver" and not args.no_floor:
+                servers.update(floor_servers(framework(kind)[1]))
+            times: dict[str, list[float]] = {name: [] for name in servers}
+            order = list(servers)
+            for r in range(args.rounds):  # ABBA: no variant always runs first or last
+                for name in (order if r % 2 == 0 else order[::-1]):
+                    times[name].append(anyio.run(per_call_us, connect, servers[name], args.calls, call))
             client.close()
             assert client.stats.failed_events == 0 and client.stats.dropped == 0
+            base, ours = times["untracked"], times["tracked"]
             b, o = median(base), median(ours)
             print(f"{label}: untracked {b:.0f} µs/call, tracked {o:.0f} µs/call, overhead {o - b:+.0f} µs, "
                   f"ratio {o / b:.3f}" + ("  (target <= 1.05)" if "MCPServer" in label else ""))
             print(f"   rounds untracked {[round(x) for x in base]}, tracked {[round(x) for x in ours]}")
             print(f"   {paired(base, ours)}")
+            for name in order[2:]:
+                f = median(times[name])
+                print(f"   floor, {name}: {f:.0f} µs/call, ratio {f / b:.3f} ({paired(base, times[name])}); "
+                      f"tracked / {name}: {o / f:.3f}")
 
 
 if __name__ == "__main__":
