@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -59,7 +59,7 @@ async def per_call_us(connect: Callable[[Any], Any], server: Any, calls: int, ca
         return (time.perf_counter() - t0) / calls * 1e6
 
 
-def median(xs: list[float]) -> float:
+def median(xs: Sequence[float]) -> float:
     return statistics.median(xs)
 
 

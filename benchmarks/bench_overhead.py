@@ -16,6 +16,8 @@ Beside MCPServer, the same rounds also measure two reference middlewares (``_flo
 skips them): one that only awaits ``call_next`` (the SDK hook's own cost) and a minimal one that looks up,
 validates, times and queues one tuple that is thrown away. No tracker can cost less than the minimal one;
 its ratio is this machine's floor for the run, and ``tracked / minimal`` is what tracking's own work adds.
+``--stages`` adds full tracking cut off after the request path (every event refused at the queue) and after
+the worker's processing (a store that keeps nothing): the steps between them show where the overhead goes.
 
 ``--transport stdio|http`` measures what a deployed server sees instead: the plain and the tracked
 MCPServer each in its own process (``_server.py``), reached over stdio or streamable HTTP on 127.0.0.1 by
@@ -85,7 +87,8 @@ def remote(transport: str, calls: int, rounds: int) -> None:
             async def call(c, name, args):
                 return await c.call_tool(name, args)
 
-            base, ours = [], []
+            base: list[float] = []
+            ours: list[float] = []
             for r in range(rounds):  # ABBA: neither variant always runs first
                 for kind in (("plain", "tracked") if r % 2 == 0 else ("tracked", "plain")):
                     us = anyio.run(per_call_us, Client, targets[kind], calls, call)
@@ -111,6 +114,31 @@ def floor_servers(make: Any) -> dict[str, Any]:
     return {"no-op middleware": noop, "minimal middleware": minimal}
 
 
+class DiscardSink:
+    """A store that keeps nothing: the worker still builds, serialises and checks every event."""
+
+    def write(self, batch: Any) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def stage_servers(make: Any) -> tuple[dict[str, Any], list[AnalyticsClient]]:
+    """Full tracking cut off after each stage: nothing queued (every event refused at the queue, so only the
+    request path runs), and a store that keeps nothing (request path, queue and the worker's processing)."""
+    unqueued, unstored = make("unqueued"), make("unstored")
+    refusing = AnalyticsClient(DiscardSink(), handle_sigterm=False)
+    refusing.emitter.emit = lambda record: True  # type: ignore[method-assign]
+    discarding = AnalyticsClient(DiscardSink(), handle_sigterm=False)
+    instrument(unqueued, refusing)
+    instrument(unstored, discarding)
+    return {"tracked, nothing queued": unqueued, "tracked, nothing stored": unstored}, [refusing, discarding]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=2000)
@@ -118,6 +146,9 @@ def main() -> None:
     ap.add_argument("--transport", choices=["in-process", "stdio", "http"], default="in-process")
     ap.add_argument("--no-floor", action="store_true",
                     help="skip the two reference middlewares (_floor.py) measured beside MCPServer")
+    ap.add_argument("--stages", action="store_true",
+                    help="also measure MCPServer tracking cut off after the request path and after the worker's "
+                         "processing (where the overhead goes)")
     args = ap.parse_args()
     if args.transport != "in-process":
         remote(args.transport, args.calls, args.rounds)
@@ -135,12 +166,18 @@ def main() -> None:
             servers = {"untracked": plain, "tracked": tracked}
             if kind == "mcpserver" and not args.no_floor:
                 servers.update(floor_servers(framework(kind)[1]))
+            extra_clients: list[AnalyticsClient] = []
+            if kind == "mcpserver" and args.stages:
+                staged, extra_clients = stage_servers(framework(kind)[1])
+                servers.update(staged)
             times: dict[str, list[float]] = {name: [] for name in servers}
             order = list(servers)
             for r in range(args.rounds):  # ABBA: no variant always runs first or last
                 for name in (order if r % 2 == 0 else order[::-1]):
                     times[name].append(anyio.run(per_call_us, connect, servers[name], args.calls, call))
             client.close()
+            for extra in extra_clients:
+                extra.close()
             assert client.stats.failed_events == 0 and client.stats.dropped == 0
             base, ours = times["untracked"], times["tracked"]
             b, o = median(base), median(ours)
@@ -150,7 +187,8 @@ def main() -> None:
             print(f"   {paired(base, ours)}")
             for name in order[2:]:
                 f = median(times[name])
-                print(f"   floor, {name}: {f:.0f} µs/call, ratio {f / b:.3f} ({paired(base, times[name])}); "
+                kind_of = "stage" if name.startswith("tracked") else "floor"
+                print(f"   {kind_of}, {name}: {f:.0f} µs/call, ratio {f / b:.3f} ({paired(base, times[name])}); "
                       f"tracked / {name}: {o / f:.3f}")
 
 

@@ -19,6 +19,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 import psycopg
@@ -88,7 +89,7 @@ def load_metrics_table(url: str, events: int, sessions: int) -> int:
     per_session = max(1, events // sessions)
     total = 0
     with psycopg.connect(url) as conn:
-        batch = []
+        batch: list[tuple[Any, ...]] = []
         for s in range(sessions):
             evs = session_events(rng, f"s{s:06d}", f"user_{s % 500}", 1_764_000_000_000_000 + s * 1000)
             for r in evs[:per_session]:
