@@ -8,8 +8,10 @@ with mcp-tracking (manifest check, compiled schema validation, retry/wrong-tool 
 events stored in SQLite by the worker), with agentcat 2.x and with posthog's MCP instrumentation. Network
 sending is off: posthog's client is built with ``send=False``; agentcat's uploader points at a local
 HTTP receiver that answers 200 (started here), so it does its normal work without leaving the machine.
-Rounds alternate the variants; the figure is the median over rounds of µs per call and its ratio to the
-untracked median of the same run. Target: mcp-tracking <= 1.05.
+On MCPServer the minimal reference middleware of ``_floor.py`` (lookup, validation, timing, one queued tuple
+thrown away) runs beside them: the floor under any tracker in that run. Rounds run the variants in ABBA
+order; the figure is the median over rounds of µs per call and its ratio to the untracked median of the same
+run. Target: mcp-tracking <= 1.05.
 """
 
 from __future__ import annotations
@@ -66,6 +68,12 @@ def variants(kind: str, db: Path, receiver: str) -> tuple[Callable[[Any], Any], 
     instrument(ours, client)
     closers.append(client)
     servers["mcp-tracking"] = ours
+    if kind == "mcpserver":  # the floor under any tracker (benchmarks/_floor.py), for reading the ratios
+        from _floor import MinimalMiddleware
+
+        floor = make("minimal")
+        floor.middleware.append(MinimalMiddleware(floor))
+        servers["minimal middleware (reference)"] = floor
     try:
         import agentcat
 
@@ -108,8 +116,9 @@ def main() -> None:
         for kind in kinds:
             connect, call, servers, closers = variants(kind, Path(d) / f"{kind}.db", receiver)
             times: dict[str, list[float]] = {label: [] for label in servers}
-            for _ in range(args.rounds):
-                for label, server in servers.items():
+            order = list(servers.items())
+            for r in range(args.rounds):  # ABBA: no variant always runs first or last
+                for label, server in (order if r % 2 == 0 else order[::-1]):
                     times[label].append(anyio.run(per_call_us, connect, server, args.calls, call))
             base = median(times["untracked"])
             for label, xs in times.items():
