@@ -118,7 +118,9 @@ class ToolCallCompletedMetadata(_Metadata):
     execution_time_ms: float | None = None
     call_sequence: int | None = None
     params_hash: str | None = None
-    result_size: int | None = Field(None, description="added: size of the result in bytes (serialised)")
+    result_size: int | None = Field(None, description=(
+        "added: size of the result in bytes as sent: its structured content as JSON, else its text in UTF-8 "
+        "(a decorated function: its return value as JSON)"))
 
 
 class ToolCallFailedMetadata(_Metadata):

@@ -12,7 +12,7 @@ from helpers import ROOT, by_session, free_port, lifecycle, server_process
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
-from mcp_tracking import AnalyticsClient, MemorySink, TrackingMiddleware, instrument
+from mcp_tracking import AnalyticsClient, MemorySink, TrackingMiddleware, has_multiple_results, instrument
 from mcp_tracking.demo.server import build_server, completeness_checks
 
 pytestmark = pytest.mark.anyio
@@ -155,6 +155,63 @@ async def test_polling_tools_and_changing_results_are_not_retries():
     assert [(r["tool_name"], r["retry_reason"]) for r in retries] == [("list_models", "repeated_after_success")]
 
 
+async def test_results_are_sized_and_compared_as_sent_and_parsed_only_when_checked(monkeypatch):
+    """A result is sized and fingerprinted from its bytes as sent (UTF-8 text, or the structured JSON); a JSON
+    text result is parsed only for a tool with completeness checks; a repeat with a changed text is polling."""
+    import mcp_tracking.core.results as results
+
+    parsed = []
+    real_loads = results.loads
+    monkeypatch.setattr(results, "loads", lambda text: parsed.append(len(text)) or real_loads(text))
+    sink = MemorySink()
+    client = AnalyticsClient(sink, flush_interval=0.02)
+    server = build_server("drea")
+    server.middleware.append(TrackingMiddleware(client, server=server,
+                                                completeness={"checked_table": [has_multiple_results]}))
+    rows = [{"model": f"m-{i}", "note": "é" * 3} for i in range(200)]
+    text = json.dumps(rows, ensure_ascii=False)
+    version = {"n": 0}
+
+    def table() -> str:
+        """Rows as JSON text."""
+        return text
+
+    def changing_table() -> str:
+        """Rows as JSON text, one more row each time."""
+        version["n"] += 1
+        return json.dumps(rows[: version["n"]])
+
+    def structured() -> list[str]:
+        """A structured result (``{"result": [...]}`` on the wire, beside its text)."""
+        return [r["model"] + r["note"] for r in rows[:3]]
+
+    server.add_tool(table, structured_output=False)  # text content only
+    server.add_tool(changing_table, structured_output=False)
+    server.add_tool(structured)
+    server.add_tool(table, name="checked_table", structured_output=False)
+    async with Client(server) as c:
+        for _ in range(2):
+            assert (await c.call_tool("table", {})).content[0].text == text
+        for _ in range(2):
+            await c.call_tool("changing_table", {})
+        sent = await c.call_tool("structured", {})
+        await c.call_tool("checked_table", {})  # has completeness checks: its text is parsed
+    client.close()
+    done = {}
+    for e in sink.events:
+        if e["event_name"] == "tool_call_completed":
+            done.setdefault(e["metadata"]["tool_name"], []).append(e["metadata"])
+    assert [d["result_size"] for d in done["table"]] == [len(text.encode())] * 2
+    assert sent.structured_content == {"result": ["m-0ééé", "m-1ééé", "m-2ééé"]}
+    assert done["structured"][0]["result_size"] == len(json.dumps(sent.structured_content, separators=(",", ":"),
+                                                                   ensure_ascii=False).encode())
+    retries = [e["metadata"]["tool_name"] for e in sink.events if e["event_name"] == "tool_call_retry"]
+    assert retries == ["table"]  # the same text twice is a wasted step; a changed one is polling
+    assert parsed == [len(text)]  # only the call whose tool has completeness checks parsed its text
+    complete = [e["metadata"] for e in sink.events if e["event_name"] == "answer_complete"]
+    assert [(m["tool_name"], m["result_count"]) for m in complete] == [("checked_table", 200)]
+
+
 async def test_timeout_is_recorded_and_answered():
     """A hanging tool under a configured limit is cancelled, answered, and recorded as a timeout."""
     server, client, sink = tracked_server(timeout=0.2)
@@ -217,14 +274,14 @@ FAULT_STAGES = [
     ("mcp_tracking.client.AnalyticsClient._emit", None),
     ("mcp_tracking.core.validation.ValidatorCache.get", None),
     ("mcp_tracking.core.recorder.suggest", None),
-    ("mcp_tracking.core.recorder.canonical_bytes", None),
+    ("mcp_tracking.core.results.WireResult.wire_bytes", None),
     ("mcp_tracking.core.completeness.has_result_data", None),
     ("mcp_tracking.adapters.mcpserver.call_info", None),
     ("mcp_tracking.adapters.mcpserver._peer_facts", None),
     ("mcp_tracking.core.identity.ByIdentity.get", None),
     ("mcp_tracking.core.recorder.validate", None),
     ("mcp_tracking.adapters.mcpserver.tool_manager_lookup", None),
-    ("mcp_tracking.adapters.mcpserver.payload_of", None),
+    ("mcp_tracking.core.results.payload_of", None),
     ("mcp_tracking.emit.emitter.Emitter.emit", None),
 ]
 

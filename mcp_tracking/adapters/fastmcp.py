@@ -14,9 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 from mcp_tracking._logging import warn_once
-from mcp_tracking.adapters._common import error_type_of, payload_of, run_call, str_or_none, text_of
+from mcp_tracking.adapters._common import error_type_of, run_call, str_or_none
 from mcp_tracking.client import AnalyticsClient
 from mcp_tracking.core.recorder import CallInfo, Recorder, TrackingOptions
+from mcp_tracking.core.results import WireResult, text_of
 
 try:
     from fastmcp.server.middleware import Middleware
@@ -126,7 +127,7 @@ class FastMCPTrackingMiddleware(Middleware):  # type: ignore[misc]
                 if getattr(result, "is_error", False):
                     self.recorder.finish(handle, error_type="tool_error", error_message=text_of(result.content))
                 else:
-                    self.recorder.finish(handle, result=payload_of(getattr(result, "structured_content", None),
+                    self.recorder.finish(handle, result=WireResult(getattr(result, "structured_content", None),
                                                                    getattr(result, "content", None)))
             except Exception:
                 self.recorder.finish(handle)

@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from mcp_tracking._logging import warn_once
-from mcp_tracking.adapters._common import payload_of, run_call, str_or_none, text_of, tool_manager_lookup
+from mcp_tracking.adapters._common import run_call, str_or_none, tool_manager_lookup
 from mcp_tracking.client import AnalyticsClient
 from mcp_tracking.core.recorder import CallInfo, Recorder, TrackingOptions
+from mcp_tracking.core.results import WireResult, text_of
 
 MARK = "__mcp_tracking_hook__"
 
@@ -98,7 +99,7 @@ class V1Hook:
                 if getattr(root, "isError", False):
                     self.recorder.finish(handle, error_type="tool_error", error_message=text_of(root.content))
                 else:
-                    self.recorder.finish(handle, result=payload_of(getattr(root, "structuredContent", None),
+                    self.recorder.finish(handle, result=WireResult(getattr(root, "structuredContent", None),
                                                                    getattr(root, "content", None)))
             except Exception:
                 self.recorder.finish(handle)

@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from mcp_tracking._logging import warn_once
-from mcp_tracking.adapters._common import payload_of, run_call, str_or_none, text_of, tool_manager_lookup
+from mcp_tracking.adapters._common import run_call, str_or_none, tool_manager_lookup
 from mcp_tracking.client import AnalyticsClient
 from mcp_tracking.core.recorder import CallInfo, Recorder, TrackingOptions
+from mcp_tracking.core.results import WireResult, text_of
 
 try:  # mcp >= 2
     from mcp_types import SERVER_INFO_META_KEY, CallToolResult, TextContent
@@ -192,7 +193,7 @@ class TrackingMiddleware:
                 kind = "unknown_tool" if self.server is None and text.startswith("Unknown tool") else "tool_error"
                 self.recorder.finish(handle, error_type=kind, error_message=text)
             else:
-                self.recorder.finish(handle, result=payload_of(structured, content))
+                self.recorder.finish(handle, result=WireResult(structured, content))
         except Exception:
             warn_once("mcpserver-finish", "mcp_tracking: could not read a tool result", exc_info=True)
             self.recorder.finish(handle)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from mcp_tracking._json import canonical_bytes, dumps, params_hash
+from mcp_tracking._json import dumps, params_hash
 from mcp_tracking._logging import warn_once
 from mcp_tracking.core import completeness as _completeness
 from mcp_tracking.core.identity import (
@@ -34,6 +34,7 @@ from mcp_tracking.core.identity import (
     mint,
 )
 from mcp_tracking.core.manifest import SUGGESTION_CUTOFF, suggest, unknown_tool_message
+from mcp_tracking.core.results import WireResult, value_bytes
 from mcp_tracking.core.sessions import SessionState
 from mcp_tracking.core.state import failure_reason
 from mcp_tracking.core.validation import ValidatorCache, invalid_arguments_message, validate
@@ -345,7 +346,11 @@ class Recorder:
 
     def finish(self, handle: CallHandle | None, *, error_type: str | None = None, error_message: str | None = None,
                result: Any = None, exception: BaseException | None = None) -> None:
-        """Record the outcome of a call that ran. Never raises."""
+        """Record the outcome of a call that ran. Never raises.
+
+        ``result`` is the tool's return value, or a :class:`~mcp_tracking.core.results.WireResult` (what a server
+        adapter passes: sized and fingerprinted from its bytes as sent, parsed only for completeness checks and
+        results on spans)."""
         if handle is None or handle.finished:
             return
         if handle.span is not None:  # the framework may have set its own per-request id meanwhile (fastmcp)
@@ -370,8 +375,11 @@ class Recorder:
             self._finish_failed(handle, error_type, error_message, elapsed=elapsed,
                                 retry_eligible=error_type not in ("unknown_tool",), **extra)
             return
-        payload = canonical_bytes(result) if result is not None else b"null"
-        fingerprint = (hashlib.blake2b(payload, digest_size=8).hexdigest()
+        if type(result) is WireResult:  # from a server: its bytes as sent; parsed only for the opt-in readers
+            payload = result.wire_bytes()
+        else:
+            payload = value_bytes(result) if result is not None else b"null"
+        fingerprint = (hashlib.sha256(payload).hexdigest()[:16]  # SHA extensions: ~2x BLAKE2b on big results
                        if len(payload) <= MAX_FINGERPRINT_BYTES else None)
         handle.finished = True
         state = handle.state
@@ -387,6 +395,8 @@ class Recorder:
             }, self._result_context(handle, result) if self._otel is not None else None)
         checks = self.options.completeness.get(handle.tool_name)
         if checks:
+            if type(result) is WireResult:
+                result = result.payload
             report = _completeness.evaluate(checks, result, threshold=self.options.completeness_threshold)
             self._emit(handle, "answer_complete" if report.complete else "answer_incomplete", {
                 "completeness_score": report.score, "detection_method": "heuristic_validation",
@@ -399,6 +409,8 @@ class Recorder:
         arguments."""
         if not self._otel.record_results:
             return None
+        if type(result) is WireResult:
+            result = result.payload
         text = self._sanitized(result)[:MAX_RESULT_ATTRIBUTE]
         if handle.span is not None:
             try:
