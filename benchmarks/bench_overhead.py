@@ -2,6 +2,7 @@
 
     python benchmarks/bench_overhead.py [--calls 2000] [--rounds 7]
     python benchmarks/bench_overhead.py --transport stdio|http [--calls 1000] [--rounds 5]
+    python benchmarks/bench_overhead.py --big-result 2000 --calls 200 [--rounds 7]
 
 For MCPServer (mcp 2.x) and, when installed, fastmcp: the same trivial tool called through a real
 in-process client, untracked and with full tracking (live manifest check, compiled jsonschema validation,
@@ -16,6 +17,9 @@ Beside MCPServer, the same rounds also measure two reference middlewares (``_flo
 skips them): one that only awaits ``call_next`` (the SDK hook's own cost) and a minimal one that looks up,
 validates, times and queues one tuple that is thrown away. No tracker can cost less than the minimal one;
 its ratio is this machine's floor for the run, and ``tracked / minimal`` is what tracking's own work adds.
+``--big-result ROWS`` measures instead a tool that answers with a large JSON text (2,000 rows: ~280 KB;
+use ``--calls 200``): what tracking costs when results are big.
+
 ``--stages`` adds full tracking cut off after the request path (every event refused at the queue) and after
 the worker's processing (a store that keeps nothing): the steps between them show where the overhead goes.
 
@@ -104,6 +108,46 @@ def remote(transport: str, calls: int, rounds: int) -> None:
     print(f"   {paired(base, ours)}")
 
 
+def big_result(rows: int, calls: int, rounds: int) -> None:
+    """A tool that answers with a large JSON text (no structured content): what tracking costs per call when
+    the result is big, plain vs tracked MCPServer, ABBA rounds."""
+    import json
+
+    from mcp import Client
+    from mcp.server.mcpserver import MCPServer
+
+    table = [{"model_name": f"model-{i}", "benchmark": "mmlu", "score": round(i * 0.37, 2), "tags": ["a", "b"],
+              "notes": "x" * 40} for i in range(rows)]
+
+    def results(query: str) -> dict:  # a plain dict: the SDK sends it as indented JSON text
+        """Benchmark results matching a query."""
+        return {"rows": table}
+
+    def make(name: str) -> Any:
+        server = MCPServer(name, log_level="WARNING")
+        server.add_tool(results)
+        return server
+
+    async def call(c: Any, name: str, args: dict[str, Any]) -> Any:
+        return await c.call_tool("results", {"query": f"q{args['a']}"})
+
+    with tempfile.TemporaryDirectory() as d:
+        plain, tracked = make("plain"), make("tracked")
+        client = AnalyticsClient(SQLiteSink(Path(d) / "big.db"), handle_sigterm=False)
+        instrument(tracked, client)
+        times: dict[str, list[float]] = {"untracked": [], "tracked": []}
+        for r in range(rounds):
+            for name in (("untracked", "tracked") if r % 2 == 0 else ("tracked", "untracked")):
+                server = plain if name == "untracked" else tracked
+                times[name].append(anyio.run(per_call_us, Client, server, calls, call))
+        client.close()
+    size = len(json.dumps({"rows": table}, indent=2))
+    b, o = median(times["untracked"]), median(times["tracked"])
+    print(f"MCPServer, a {size / 1000:.0f} KB JSON text result: untracked {b:.0f} µs/call, tracked {o:.0f} µs/call, "
+          f"ratio {o / b:.3f}")
+    print(f"   {paired(times['untracked'], times['tracked'])}")
+
+
 def floor_servers(make: Any) -> dict[str, Any]:
     """The two reference servers of ``_floor.py`` (MCPServer only)."""
     from _floor import MinimalMiddleware, NoopMiddleware
@@ -149,7 +193,12 @@ def main() -> None:
     ap.add_argument("--stages", action="store_true",
                     help="also measure MCPServer tracking cut off after the request path and after the worker's "
                          "processing (where the overhead goes)")
+    ap.add_argument("--big-result", type=int, metavar="ROWS",
+                    help="instead: a tool answering with ROWS rows of JSON text (2000 rows: ~280 KB)")
     args = ap.parse_args()
+    if args.big_result:
+        big_result(args.big_result, args.calls, args.rounds)
+        return
     if args.transport != "in-process":
         remote(args.transport, args.calls, args.rounds)
         return
