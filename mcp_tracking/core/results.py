@@ -45,11 +45,19 @@ def payload_of(structured: Any, content: Any) -> Any:
             return loads(text)
         except ValueError:
             pass
-    items = list(content or ())
-    if not text and items:
-        return [i if isinstance(i, Mapping) else i.model_dump() if hasattr(i, "model_dump") else repr(i)
-                for i in items]
+    if not text and content:
+        return items_of(content)
     return text
+
+
+def items_of(content: Any) -> list[Any]:
+    """The content items as plain values (wire dicts stay as they are; models are dumped)."""
+    return [i if isinstance(i, Mapping) else i.model_dump() if hasattr(i, "model_dump") else repr(i)
+            for i in content or ()]
+
+
+def _type_of(item: Any) -> Any:
+    return item.get("type") if isinstance(item, Mapping) else getattr(item, "type", None)
 
 
 def value_bytes(value: Any) -> bytes:
@@ -78,14 +86,14 @@ class WireResult:
         return self._payload
 
     def wire_bytes(self) -> bytes:
-        """The bytes the result is sent as: the structured content's JSON, else the text parts in UTF-8, else
-        the JSON of the other content items."""
+        """The bytes the result is sent as: the structured content's JSON, else the text in UTF-8 when every
+        content item is text, else the JSON of the content items (an image or a resource counts too)."""
         if self.structured is not None:
             return value_bytes(self.structured)
-        text = text_of(self.content)
-        if text or not self.content:
-            return text.encode("utf-8", "surrogatepass")
-        return value_bytes(self.payload)
+        content = self.content
+        if not content or all(_type_of(item) == "text" for item in content):
+            return text_of(content).encode("utf-8", "surrogatepass")
+        return value_bytes(items_of(content))
 
 
 class _Unset:
