@@ -3,6 +3,7 @@
     python benchmarks/bench_overhead.py [--calls 2000] [--rounds 7]
     python benchmarks/bench_overhead.py --transport stdio|http [--calls 1000] [--rounds 5]
     python benchmarks/bench_overhead.py --big-result 2000 --calls 200 [--rounds 7]
+    python benchmarks/bench_overhead.py --latency --calls 4000 [--rounds 4]
 
 For MCPServer (mcp 2.x) and, when installed, fastmcp: the same trivial tool called through a real
 in-process client, untracked and with full tracking (live manifest check, compiled jsonschema validation,
@@ -19,6 +20,9 @@ validates, times and queues one tuple that is thrown away. No tracker can cost l
 its ratio is this machine's floor for the run, and ``tracked / minimal`` is what tracking's own work adds.
 ``--big-result ROWS`` measures instead a tool that answers with a large JSON text (2,000 rows: ~280 KB;
 use ``--calls 200``): what tracking costs when results are big.
+
+``--latency`` prints percentiles of each call's latency instead (p50 to p99.9) and their ratios: the tail is
+where calls wait for the interpreter lock while the worker holds it.
 
 ``--stages`` adds full tracking cut off after the request path (every event refused at the queue) and after
 the worker's processing (a store that keeps nothing): the steps between them show where the overhead goes.
@@ -148,6 +152,44 @@ def big_result(rows: int, calls: int, rounds: int) -> None:
     print(f"   {paired(times['untracked'], times['tracked'])}")
 
 
+def latency_tail(calls: int, rounds: int) -> None:
+    """Each call's latency, untracked and tracked MCPServer in ABBA rounds: percentiles and their ratios.
+    The median shows the per-call cost; the tail shows the calls that waited for the interpreter lock while
+    the worker held it (or for the collector)."""
+    connect, make, call = framework("mcpserver")
+    plain, tracked = make("plain"), make("tracked")
+    with tempfile.TemporaryDirectory() as d:
+        client = AnalyticsClient(SQLiteSink(Path(d) / "tail.db"), handle_sigterm=False)
+        instrument(tracked, client)
+
+        async def latencies(server: Any) -> list[float]:
+            out = []
+            async with connect(server) as c:
+                for i in range(50):
+                    await call(c, "add", {"a": i, "b": 1})
+                for i in range(calls):
+                    t0 = time.perf_counter()
+                    await call(c, "add", {"a": i, "b": 1})
+                    out.append((time.perf_counter() - t0) * 1e6)
+            return out
+
+        samples: dict[str, list[float]] = {"untracked": [], "tracked": []}
+        for r in range(rounds):
+            for name in (("untracked", "tracked") if r % 2 == 0 else ("tracked", "untracked")):
+                samples[name] += anyio.run(latencies, plain if name == "untracked" else tracked)
+        client.close()
+    points = (0.5, 0.9, 0.99, 0.999)
+    table = {}
+    for name, xs in samples.items():
+        xs.sort()
+        table[name] = [xs[int(p * (len(xs) - 1))] for p in points]
+    print(f"MCPServer per-call latency, {rounds} rounds x {calls} calls each:")
+    for name, values in table.items():
+        print(f"   {name:9s} " + "  ".join(f"p{p * 100:g} {v:6.0f} µs" for p, v in zip(points, values)))
+    print("   ratio     " + "  ".join(f"p{p * 100:g} {o / b:6.3f}   " for p, b, o in
+                                      zip(points, table["untracked"], table["tracked"])))
+
+
 def floor_servers(make: Any) -> dict[str, Any]:
     """The two reference servers of ``_floor.py`` (MCPServer only)."""
     from _floor import MinimalMiddleware, NoopMiddleware
@@ -195,7 +237,12 @@ def main() -> None:
                          "processing (where the overhead goes)")
     ap.add_argument("--big-result", type=int, metavar="ROWS",
                     help="instead: a tool answering with ROWS rows of JSON text (2000 rows: ~280 KB)")
+    ap.add_argument("--latency", action="store_true",
+                    help="instead: percentiles of each call's latency (the tail), untracked and tracked MCPServer")
     args = ap.parse_args()
+    if args.latency:
+        latency_tail(args.calls, args.rounds)
+        return
     if args.big_result:
         big_result(args.big_result, args.calls, args.rounds)
         return
