@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 
@@ -57,6 +57,13 @@ async def per_call_us(connect: Callable[[Any], Any], server: Any, calls: int, ca
         for i in range(calls):
             await call(client, "add", {"a": i, "b": 1})
         return (time.perf_counter() - t0) / calls * 1e6
+
+
+def abba(rounds: int, names: Sequence[str]) -> Iterator[str]:
+    """The variants to run, round after round: in order in even rounds, reversed in odd ones (ABBA), so that
+    no variant always runs first or last."""
+    for r in range(rounds):
+        yield from (names if r % 2 == 0 else names[::-1])
 
 
 def median(xs: Sequence[float]) -> float:

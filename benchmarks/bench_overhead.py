@@ -18,7 +18,7 @@ Beside MCPServer, the same rounds also measure two reference middlewares (``_flo
 skips them): one that only awaits ``call_next`` (the SDK hook's own cost) and a minimal one that looks up,
 validates, times and queues one tuple that is thrown away. No tracker can cost less than the minimal one;
 its ratio is this machine's floor for the run, and ``tracked / minimal`` is what tracking's own work adds.
-``--big-result ROWS`` measures instead a tool that answers with a large JSON text (2,000 rows: ~280 KB;
+``--big-result ROWS`` measures instead a tool that answers with a large JSON text (2,000 rows: ~400 KB;
 use ``--calls 200``): what tracking costs when results are big.
 
 ``--latency`` prints percentiles of each call's latency instead (p50 to p99.9) and their ratios: the tail is
@@ -44,7 +44,7 @@ from typing import Any
 import anyio
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import framework, median, paired, per_call_us
+from _common import abba, framework, median, paired, per_call_us
 
 from mcp_tracking import AnalyticsClient, SQLiteSink, instrument
 
@@ -97,10 +97,9 @@ def remote(transport: str, calls: int, rounds: int) -> None:
 
             base: list[float] = []
             ours: list[float] = []
-            for r in range(rounds):  # ABBA: neither variant always runs first
-                for kind in (("plain", "tracked") if r % 2 == 0 else ("tracked", "plain")):
-                    us = anyio.run(per_call_us, Client, targets[kind], calls, call)
-                    (base if kind == "plain" else ours).append(us)
+            for kind in abba(rounds, ("plain", "tracked")):
+                us = anyio.run(per_call_us, Client, targets[kind], calls, call)
+                (base if kind == "plain" else ours).append(us)
         finally:
             for p in procs:
                 p.terminate()
@@ -140,10 +139,9 @@ def big_result(rows: int, calls: int, rounds: int) -> None:
         client = AnalyticsClient(SQLiteSink(Path(d) / "big.db"), handle_sigterm=False)
         instrument(tracked, client)
         times: dict[str, list[float]] = {"untracked": [], "tracked": []}
-        for r in range(rounds):
-            for name in (("untracked", "tracked") if r % 2 == 0 else ("tracked", "untracked")):
-                server = plain if name == "untracked" else tracked
-                times[name].append(anyio.run(per_call_us, Client, server, calls, call))
+        for name in abba(rounds, ("untracked", "tracked")):
+            server = plain if name == "untracked" else tracked
+            times[name].append(anyio.run(per_call_us, Client, server, calls, call))
         client.close()
     size = len(json.dumps({"rows": table}, indent=2))
     b, o = median(times["untracked"]), median(times["tracked"])
@@ -174,9 +172,8 @@ def latency_tail(calls: int, rounds: int) -> None:
             return out
 
         samples: dict[str, list[float]] = {"untracked": [], "tracked": []}
-        for r in range(rounds):
-            for name in (("untracked", "tracked") if r % 2 == 0 else ("tracked", "untracked")):
-                samples[name] += anyio.run(latencies, plain if name == "untracked" else tracked)
+        for name in abba(rounds, ("untracked", "tracked")):
+            samples[name] += anyio.run(latencies, plain if name == "untracked" else tracked)
         client.close()
     points = (0.5, 0.9, 0.99, 0.999)
     table = {}
@@ -236,7 +233,7 @@ def main() -> None:
                     help="also measure MCPServer tracking cut off after the request path and after the worker's "
                          "processing (where the overhead goes)")
     ap.add_argument("--big-result", type=int, metavar="ROWS",
-                    help="instead: a tool answering with ROWS rows of JSON text (2000 rows: ~280 KB)")
+                    help="instead: a tool answering with ROWS rows of JSON text (2000 rows: ~400 KB)")
     ap.add_argument("--latency", action="store_true",
                     help="instead: percentiles of each call's latency (the tail), untracked and tracked MCPServer")
     args = ap.parse_args()
@@ -268,9 +265,8 @@ def main() -> None:
                 servers.update(staged)
             times: dict[str, list[float]] = {name: [] for name in servers}
             order = list(servers)
-            for r in range(args.rounds):  # ABBA: no variant always runs first or last
-                for name in (order if r % 2 == 0 else order[::-1]):
-                    times[name].append(anyio.run(per_call_us, connect, servers[name], args.calls, call))
+            for name in abba(args.rounds, order):
+                times[name].append(anyio.run(per_call_us, connect, servers[name], args.calls, call))
             client.close()
             for extra in extra_clients:
                 extra.close()

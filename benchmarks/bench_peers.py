@@ -29,7 +29,7 @@ from typing import Any
 import anyio
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import framework, median, per_call_us
+from _common import abba, framework, median, per_call_us
 
 os.environ.setdefault("DISABLE_DIAGNOSTICS", "true")  # agentcat's own install telemetry
 
@@ -116,10 +116,8 @@ def main() -> None:
         for kind in kinds:
             connect, call, servers, closers = variants(kind, Path(d) / f"{kind}.db", receiver)
             times: dict[str, list[float]] = {label: [] for label in servers}
-            order = list(servers.items())
-            for r in range(args.rounds):  # ABBA: no variant always runs first or last
-                for label, server in (order if r % 2 == 0 else order[::-1]):
-                    times[label].append(anyio.run(per_call_us, connect, server, args.calls, call))
+            for label in abba(args.rounds, list(servers)):
+                times[label].append(anyio.run(per_call_us, connect, servers[label], args.calls, call))
             base = median(times["untracked"])
             for label, xs in times.items():
                 m = median(xs)
