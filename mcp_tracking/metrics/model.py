@@ -76,10 +76,15 @@ class Aggregates:
     groups: dict[str, Totals] = field(default_factory=dict)  # breakdown by session or user
 
 
+def sql_ints(row: Any) -> list[Any]:
+    """A SQL row of counts as integers, NULL kept as ``None`` (a maximum over no rows), as both SQL stores
+    return them."""
+    return [int(v) if v is not None else None for v in row]
+
+
 def totals_of(row: Any) -> Totals:
-    """A :class:`Totals` from a SQL row in field order: integers, NULL kept as ``None`` (a maximum over no
-    rows), as both SQL stores return them."""
-    return Totals(*[int(v) if v is not None else None for v in row])  # type: ignore[arg-type]
+    """A :class:`Totals` from a SQL row in field order (see :func:`sql_ints`)."""
+    return Totals(*sql_ints(row))
 
 
 def ratio(num: float | None, den: float | None, digits: int = 4) -> float | None:
@@ -279,7 +284,7 @@ def set_session_facts(totals: Totals, row: Any) -> None:
     max_steps_successful, when no successful session made a tool call)."""
     (totals.sessions, totals.started_sessions, totals.completed_sessions, totals.successful_sessions,
      totals.steps_in_successful, totals.max_steps_successful, totals.sessions_with_errors,
-     totals.recovered_sessions) = (int(v) if v is not None else None for v in row)  # type: ignore[assignment]
+     totals.recovered_sessions) = sql_ints(row)
 
 
 def run_halves(first: Callable[[Any], Any], conn: Any, second_half: Callable[[Any], Any],
