@@ -51,12 +51,29 @@ async def per_call_us(connect: Callable[[Any], Any], server: Any, calls: int, ca
     """µs per ``add`` call through a real client (``connect(server)``), after a warm-up; distinct arguments
     every time, so tracking sees no retries."""
     async with connect(server) as client:
-        for i in range(50):
-            await call(client, "add", {"a": i, "b": 1})
+        await warm_up(client, call)
         t0 = time.perf_counter()
         for i in range(calls):
             await call(client, "add", {"a": i, "b": 1})
         return (time.perf_counter() - t0) / calls * 1e6
+
+
+async def each_call_us(connect: Callable[[Any], Any], server: Any, calls: int, call: Any) -> list[float]:
+    """Like :func:`per_call_us`, but the latency of each call, in µs (for percentiles)."""
+    out: list[float] = []
+    async with connect(server) as client:
+        await warm_up(client, call)
+        for i in range(calls):
+            t0 = time.perf_counter()
+            await call(client, "add", {"a": i, "b": 1})
+            out.append((time.perf_counter() - t0) * 1e6)
+    return out
+
+
+async def warm_up(client: Any, call: Any) -> None:
+    """50 calls before timing: caches, lazy imports and the first session's setup out of the way."""
+    for i in range(50):
+        await call(client, "add", {"a": i, "b": 1})
 
 
 def abba(rounds: int, names: Sequence[str]) -> Iterator[str]:

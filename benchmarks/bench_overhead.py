@@ -44,7 +44,7 @@ from typing import Any
 import anyio
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import abba, framework, median, paired, per_call_us
+from _common import abba, each_call_us, framework, median, paired, per_call_us
 
 from mcp_tracking import AnalyticsClient, SQLiteSink, instrument
 
@@ -160,20 +160,10 @@ def latency_tail(calls: int, rounds: int) -> None:
         client = AnalyticsClient(SQLiteSink(Path(d) / "tail.db"), handle_sigterm=False)
         instrument(tracked, client)
 
-        async def latencies(server: Any) -> list[float]:
-            out = []
-            async with connect(server) as c:
-                for i in range(50):
-                    await call(c, "add", {"a": i, "b": 1})
-                for i in range(calls):
-                    t0 = time.perf_counter()
-                    await call(c, "add", {"a": i, "b": 1})
-                    out.append((time.perf_counter() - t0) * 1e6)
-            return out
-
         samples: dict[str, list[float]] = {"untracked": [], "tracked": []}
         for name in abba(rounds, ("untracked", "tracked")):
-            samples[name] += anyio.run(latencies, plain if name == "untracked" else tracked)
+            samples[name] += anyio.run(each_call_us, connect, plain if name == "untracked" else tracked,
+                                       calls, call)
         client.close()
     points = (0.5, 0.9, 0.99, 0.999)
     table = {}
