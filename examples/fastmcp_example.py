@@ -30,7 +30,7 @@ def get_leaderboard(benchmark: str, top_k: int = 3) -> list[dict]:
 
 
 analytics = AnalyticsClient(os.environ.get("MCP_TRACKING_URL"), mcp_name="drea")
-server.add_middleware(FastMCPTrackingMiddleware(analytics))
+server.add_middleware(FastMCPTrackingMiddleware(analytics, server=server))
 
 
 async def demo() -> None:

@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 from mcp_tracking.client import AnalyticsClient
 from mcp_tracking.core.completeness import has_multiple_results, has_result_data, includes_metrics
-from mcp_tracking.core.recorder import CallInfo, Recorder, TrackingOptions
+from mcp_tracking.core.recorder import TrackingOptions
 from mcp_tracking.emit.processors import Processor
-from mcp_tracking.events import SCHEMA_VERSION, EventName, EventRecord
+from mcp_tracking.events import SCHEMA_VERSION, EventName
 from mcp_tracking.sinks import JSONLSink, MemorySink, Sink, SQLiteSink, sink_from_url
 
 if TYPE_CHECKING:
-    from mcp_tracking.adapters.decorator import track_tool
+    from mcp_tracking.adapters._common import default_client
+    from mcp_tracking.adapters.decorator import track_tool, track_tool_call
     from mcp_tracking.adapters.instrument import instrument
     from mcp_tracking.adapters.mcpserver import TrackingMiddleware
     from mcp_tracking.metrics import MetricsResult, compute_metrics
@@ -30,6 +31,8 @@ _LAZY = {
     "TrackingMiddleware": "mcp_tracking.adapters.mcpserver",
     "FastMCPTrackingMiddleware": "mcp_tracking.adapters.fastmcp",
     "track_tool": "mcp_tracking.adapters.decorator",
+    "track_tool_call": "mcp_tracking.adapters.decorator",
+    "default_client": "mcp_tracking.adapters._common",
     "instrument": "mcp_tracking.adapters.instrument",
     "compute_metrics": "mcp_tracking.metrics",
     "FanoutSink": "mcp_tracking.sinks.fanout",
@@ -51,9 +54,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "SCHEMA_VERSION",
     "AnalyticsClient",
-    "CallInfo",
     "EventName",
-    "EventRecord",
     "FanoutSink",
     "FastMCPTrackingMiddleware",
     "JSONLSink",
@@ -62,17 +63,18 @@ __all__ = [
     "OTelSink",
     "PostgresSink",
     "Processor",
-    "Recorder",
     "SQLiteSink",
     "Sink",
     "TrackingMiddleware",
     "TrackingOptions",
     "__version__",
     "compute_metrics",
+    "default_client",
     "has_multiple_results",
     "has_result_data",
     "includes_metrics",
     "instrument",
     "sink_from_url",
     "track_tool",
+    "track_tool_call",
 ]

@@ -20,12 +20,12 @@ import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from mcp_tracking._json import params_hash as _params_hash
 from mcp_tracking._logging import warn_once
-from mcp_tracking.core.identity import Binding, ConnectionIds, current_binding, mint
+from mcp_tracking.core.identity import Binding, current_binding, mint
 from mcp_tracking.core.manifest import suggest
-from mcp_tracking.core.sessions import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SESSIONS, SessionState, SessionStore
-from mcp_tracking.core.state import LocalState, StateBackend, failure_reason
+from mcp_tracking.core.sessions import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SESSIONS, SessionStore
+from mcp_tracking.core.state import LocalState, StateBackend
+from mcp_tracking.core.tracker import Tracker
 from mcp_tracking.emit.emitter import Emitter, EmitterStats
 from mcp_tracking.emit.emitter import _close_all as _close_all_emitters
 from mcp_tracking.emit.processors import Processor, default_processors
@@ -88,8 +88,6 @@ class AnalyticsClient:
         shared_state: StateBackend | str | None = None,
     ) -> None:
         self.sink: Sink = sink if isinstance(sink, Sink) else sink_from_url(sink)
-        self.mcp_name = mcp_name
-        self.polling_tools = frozenset(polling_tools)
         emitter_opts: dict[str, Any] = {}
         if max_queue_size is not None:
             emitter_opts["max_queue_size"] = max_queue_size
@@ -107,17 +105,18 @@ class AnalyticsClient:
         )
         if shared_state is None:
             shared_state = os.environ.get("MCP_TRACKING_SHARED_STATE") or None
-        self.state: StateBackend = _state_backend(shared_state, idle_timeout)
-        #: the params-hash key: MCP_TRACKING_HASH_KEY, else one shared through the state backend (replicas
-        #: must hash alike to recognise each other's retries), else random per process
-        self.hash_key: bytes | None = None
-        if self.state.shared and not os.environ.get("MCP_TRACKING_HASH_KEY"):
-            self.hash_key = self.state.shared_hash_key()  # type: ignore[attr-defined]
-        self.sessions = SessionStore(idle_timeout=idle_timeout, max_sessions=max_sessions, on_end=self._on_session_end)
-        self.connections = ConnectionIds()  # shared by every adapter on this client
+        state = _state_backend(shared_state, idle_timeout)
+        # the params-hash key: MCP_TRACKING_HASH_KEY, else one shared through the state backend (replicas
+        # must hash alike to recognise each other's retries), else random per process
+        hash_key = None
+        if state.shared and not os.environ.get("MCP_TRACKING_HASH_KEY"):
+            hash_key = state.shared_hash_key()  # type: ignore[attr-defined]
+        #: the one door: sessions, call state and every event decision
+        self.tracker = Tracker(self._emit, mcp_name=mcp_name, state=state, idle_timeout=idle_timeout,
+                               max_sessions=max_sessions, polling_tools=polling_tools, hash_key=hash_key)
         self._default_session: str | None = None
         self._default_touched = 0.0
-        self.emitter.add_tick(self.sessions.expire)
+        self.emitter.add_tick(self.tracker.expire)
         self._closed = False
         _LIVE_CLIENTS.add(self)
         if handle_sigterm:
@@ -126,7 +125,45 @@ class AnalyticsClient:
     def __repr__(self) -> str:
         return f"AnalyticsClient(sink={self.sink!r}, mcp_name={self.mcp_name!r})"
 
-    # -- the core: queue one event and keep session state in step -------------------------------
+    # the tracker's parts, as attributes of the client (for hosts and tests that read them)
+    @property
+    def mcp_name(self) -> str | None:
+        return self.tracker.mcp_name
+
+    @mcp_name.setter
+    def mcp_name(self, value: str | None) -> None:
+        self.tracker.mcp_name = value
+
+    @property
+    def sessions(self) -> SessionStore:
+        return self.tracker.sessions
+
+    @property
+    def state(self) -> StateBackend:
+        return self.tracker.state
+
+    @property
+    def polling_tools(self) -> frozenset[str]:
+        return self.tracker.polling_tools
+
+    @property
+    def hash_key(self) -> bytes | None:
+        return self.tracker.hash_key
+
+    # -- queueing ---------------------------------------------------------------------------------
+
+    def _emit(self, name: str, user_id: str, session_id: str | None, mcp_name: str | None,
+              metadata: dict[str, Any], created_us: int | None = None,
+              context: dict[str, Any] | None = None) -> bool:
+        """The tracker's ``emit``: queue one event (built on the worker unless it carries call context)."""
+        ts = created_us if created_us is not None else time.time_ns() // 1000
+        if context is None:
+            return self.emitter.emit((name, user_id, session_id, mcp_name, metadata, ts))
+        record = EventRecord(name, user_id, session_id, mcp_name, metadata, ts_us=ts)
+        record.call_context = context
+        return self.emitter.emit(record)
+
+    # -- the design's track(): any event -----------------------------------------------------------
 
     def track(
         self,
@@ -140,45 +177,11 @@ class AnalyticsClient:
         try:
             name = event_name.value if isinstance(event_name, EventName) else str(event_name)
             md = dict(metadata) if metadata is not None else {}
-            user = str(user_id) if user_id is not None else "anonymous"
-            mcp = mcp_name if mcp_name is not None else self.mcp_name
-            if session_id is not None:
-                with self.sessions.lock:
-                    state, _ = self.sessions.get_or_create(str(session_id), user, mcp)
-                    self._observe(state, name, md)
-                    return self._emit(name, user, str(session_id), mcp, md)
-            return self._emit(name, user, None, mcp, md)
+            return self.tracker.track(name, _user(user_id), None if session_id is None else str(session_id),
+                                      mcp_name, md)
         except Exception:
             warn_once("track", "mcp_tracking: track() failed for %r", event_name, exc_info=True)
             return False
-
-    def _emit(self, name: str, user_id: str, session_id: str | None, mcp_name: Any,
-              metadata: dict[str, Any], context: dict[str, Any] | None = None) -> bool:
-        if mcp_name is not None and not isinstance(mcp_name, str):
-            mcp_name = str(mcp_name)
-        if context is None:  # the record is built on the worker
-            return self.emitter.emit((name, user_id, session_id, mcp_name, metadata, time.time_ns() // 1000))
-        record = EventRecord(name, user_id, session_id, mcp_name, metadata)
-        record.call_context = context
-        return self.emitter.emit(record)
-
-    def _observe(self, state: SessionState, name: str, md: dict[str, Any]) -> None:
-        """Update the session's state from an event passing through ``track()``."""
-        if name == "tool_call_started":
-            seq = md.get("call_sequence")
-            seq = seq if isinstance(seq, int) and not isinstance(seq, bool) else state.sequence + 1
-            phash = md.get("params_hash") or self._hash(md.get("tool_params"))
-            state.call_started(str(md.get("tool_name")), md.get("tool_params"), phash, seq)
-        elif name in ("tool_call_completed", "tool_call_failed"):
-            failed = name == "tool_call_failed" or md.get("success") is False
-            error_type = md.get("error_type") if failed else None
-            phash = md.get("params_hash") or self._hash(md.get("tool_params"))
-            seq = md.get("call_sequence")
-            self.state.end(state, str(md.get("tool_name")), phash, seq if isinstance(seq, int) else None,
-                           failure_reason(error_type) if failed else "succeeded", error_type=error_type,
-                           params=md.get("tool_params"))
-        else:
-            self.state.note(state, name, md)
 
     # -- sessions --------------------------------------------------------------------------------
 
@@ -199,22 +202,26 @@ class AnalyticsClient:
         bound = current_binding.get()
         if bound is not None and bound.session_id:
             return bound.session_id
-        now = self.sessions.clock()
+        sessions = self.tracker.sessions
+        now = sessions.clock()
         sid = self._default_session
         if sid is not None:
-            state = self.sessions.get(sid)
+            state = sessions.get(sid)
             last = max(self._default_touched, state.last_activity if state is not None else 0.0)
-            if now - last <= self.sessions.idle_timeout:
+            if now - last <= sessions.idle_timeout:
                 self._default_touched = now
                 return sid
         self._default_session, self._default_touched = mint("sess"), now
         return self._default_session
 
+    def _sid(self, session_id: str | None) -> str:
+        return str(session_id) if session_id is not None else self.get_current_session_id()
+
     def get_session_tool_call_count(self, session_id: str | None) -> int:
         """Tool calls started in the session so far (from memory: O(1))."""
         if session_id is None:
             return 0
-        state = self.sessions.get(str(session_id))
+        state = self.tracker.sessions.get(str(session_id))
         return state.sequence if state is not None else 0
 
     def get_session_events(self, session_id: str | None, user_id: str | None = None,
@@ -236,69 +243,26 @@ class AnalyticsClient:
                       mcp_name: str | None = None, **metadata: Any) -> str:
         """Emit ``session_start`` (once per session) and return the session id."""
         sid = str(session_id) if session_id is not None else mint("sess")
-        user = str(user_id) if user_id is not None else "anonymous"
         try:
-            with self.sessions.lock:
-                state, _ = self.sessions.get_or_create(sid, user, mcp_name or self.mcp_name)
-                self._start_locked(state, {"session_source": "explicit", "user_source": "explicit", **metadata})
+            self.tracker.start_session(sid, _user(user_id), mcp_name,
+                                       {"session_source": "explicit", "user_source": "explicit", **metadata})
         except Exception:
             warn_once("start_session", "mcp_tracking: start_session failed", exc_info=True)
         return sid
 
-    def _start_locked(self, state: SessionState, metadata: dict[str, Any], *, claimed: bool = False) -> None:
-        """``session_start``, once per session (call under the session store's lock; ``claimed`` when the
-        state backend already said this is the session's first sight)."""
-        if not claimed and not self.state.claim_start(state):
-            return
-        state.session_source = metadata.get("session_source")
-        state.user_source = metadata.get("user_source")
-        self._emit("session_start", state.user_id, state.session_id, state.mcp_name, metadata)
-
     def end_session(self, session_id: str | None = None, reason: str = "explicit") -> bool:
         """End a session now: its outcome (unless already given) and ``session_end``."""
-        sid = session_id or self.get_current_session_id()
         try:
-            return self.sessions.end(str(sid), reason) is not None
+            return self.tracker.end_session(self._sid(session_id), reason)
         except Exception:
             warn_once("end_session", "mcp_tracking: end_session failed", exc_info=True)
             return False
 
-    def _on_session_end(self, state: SessionState, reason: str) -> None:
-        """Called by the session store (under its lock) when a session ends for any reason."""
-        if not self.state.claim_end(state, reason, self.sessions.idle_timeout):
-            return  # shared state: another replica served it more recently, or already ended it
-        if state.outcome is None:
-            if state.task_reported is False:
-                self._outcome(state, "session_failed", reason, success=False)
-            elif state.task_reported or (state.final_call_succeeded() and state.last_answer_complete is not False):
-                why = "task_reported" if state.task_reported else "final_call_succeeded"
-                self._outcome(state, "session_completed", why, success=True)
-            else:
-                self._outcome(state, "session_abandoned", reason, success=False)
-        self._emit("session_end", state.user_id, state.session_id, state.mcp_name, {
-            "end_reason": reason,
-            "steps_count": state.sequence,
-            "total_duration_ms": state.duration_ms(),
-        })
-
-    def _outcome(self, state: SessionState, name: str, reason: str, *, success: bool) -> None:
-        md = {"completion_reason": reason, "success": success, **state.stats()}
-        state.outcome = name
-        self._emit(name, state.user_id, state.session_id, state.mcp_name, md)
-
     def _session_outcome(self, name: str, user_id: str | None, session_id: str | None, reason: str,
                          success: bool | None, mcp_name: str | None, extra: Mapping[str, Any]) -> bool:
-        sid = str(session_id) if session_id is not None else self.get_current_session_id()
-        user = str(user_id) if user_id is not None else "anonymous"
         try:
-            with self.sessions.lock:
-                state, _ = self.sessions.get_or_create(sid, user, mcp_name or self.mcp_name)
-                if success is None:
-                    success = name == "session_completed" and not (state.last_call is not None
-                                                                   and state.last_call.failed)
-                md = {"completion_reason": reason, "success": success, **state.stats(), **extra}
-                self._observe(state, name, md)
-                return self._emit(name, user, sid, mcp_name or state.mcp_name, md)
+            return self.tracker.session_outcome(name, self._sid(session_id), _user(user_id), mcp_name, reason,
+                                                success, extra)
         except Exception:
             warn_once("outcome", "mcp_tracking: %s failed", name, exc_info=True)
             return False
@@ -308,7 +272,8 @@ class AnalyticsClient:
                                 success: bool | None = None, **metadata: Any) -> bool:
         """``session_completed`` with the session's stats, computed from memory.
 
-        ``success`` defaults to the session's final outcome: ``False`` when its last tool call failed.
+        ``success`` defaults to the session's final outcome: ``False`` when its last tool call failed or was
+        refused.
         """
         return self._session_outcome("session_completed", user_id, session_id, completion_reason, success,
                                      mcp_name, metadata)
@@ -331,14 +296,11 @@ class AnalyticsClient:
                              completion_reason: str = "task_finished", mcp_name: str | None = None,
                              source: str = "client_api", **metadata: Any) -> bool:
         """``task_completed``: an explicit signal that the task is done (or failed, with ``success=False``)."""
-        sid = session_id if session_id is not None else self.get_current_session_id()
         return self.track(user_id, "task_completed", {"success": success, "completion_reason": completion_reason,
-                                                      "source": source, **metadata}, sid, mcp_name)
+                                                      "source": source, **metadata}, self._sid(session_id),
+                          mcp_name)
 
-    # -- tool calls (the design's helper methods) --------------------------------------------------
-
-    def _hash(self, params: Any) -> str:
-        return _params_hash(params if params is not None else {}, self.hash_key)
+    # -- tool calls (the design's helper methods, through the same tracker as the interceptors) ----
 
     def track_tool_call_started(
         self,
@@ -349,79 +311,33 @@ class AnalyticsClient:
         mcp_name: str | None = None,
         mcp_tools_manifest: Sequence[str] | None = None,
     ) -> bool:
-        """``tool_call_started`` (with sequence, retry and previous tool from memory); ``tool_call_retry``
-        for a repeat; ``hallucinated_tool_call`` with a suggestion when the name is not in the manifest.
-
-        Returns ``False`` for a hallucinated tool (as the design does), else whether the event was queued.
-        """
+        """``tool_call_started`` (sequence, retry and previous tool from memory), then ``tool_call_retry`` for a
+        repeat; or, for a name not in ``mcp_tools_manifest``, ``hallucinated_tool_call`` alone (with a
+        suggestion) and ``False``, as the design does. Else whether the event was queued."""
         try:
-            sid = str(session_id) if session_id is not None else self.get_current_session_id()
-            user = str(user_id) if user_id is not None else "anonymous"
-            mcp = mcp_name if mcp_name is not None else self.mcp_name
-            params = tool_params if tool_params is not None else {}
-            phash = self._hash(params)
-            known = mcp_tools_manifest is None or tool_name in mcp_tools_manifest
-            with self.sessions.lock:
-                state, _ = self.sessions.get_or_create(sid, user, mcp)
-                # the design's helpers never wrote session_start themselves (its server does): claim=False
-                start = self.state.begin(state, tool_name, phash, params, tool_name in self.polling_tools,
-                                         claim=False)
-                seq, previous = start.sequence, start.previous_tool
-                is_retry, attempt = start.retry is not None or start.deferred, 0
-                if is_retry:  # no result to compare here: a repeat of a success counts as a retry
-                    if start.retry is not None:
-                        attempt, original, reason = start.retry
-                    else:
-                        attempt, original, reason = self._count_repeat(state, tool_name, phash)
-                    self._emit("tool_call_retry", user, sid, mcp, {
-                        "tool_name": tool_name, "tool_params": params, "params_hash": phash,
-                        "original_call_sequence": original, "retry_attempt": attempt, "retry_reason": reason,
-                        "call_sequence": seq,
-                    })
-                if start.wrong_after is not None:
-                    self._wrong_tool(state, user, mcp, start.wrong_after, tool_name, params, seq)
-                self._emit("tool_call_started", user, sid, mcp, {
-                    "tool_name": tool_name, "tool_params": params, "call_sequence": seq, "is_retry": is_retry,
-                    "retry_attempt": attempt, "previous_tool_name": previous, "params_hash": phash,
-                    "mcp_tool_available": known,
-                })
-                if not known:
-                    manifest = list(mcp_tools_manifest or ())
-                    found = suggest(tool_name, manifest)
-                    self._track_locked(state, "hallucinated_tool_call", user, mcp, {
-                        "requested_tool_name": tool_name, "tool_params": params, "available_tools": manifest,
-                        "call_sequence": seq,
-                        "similar_tool_suggested": found[0].name if found else None,
-                        "similarity_score": found[0].score if found else None,
-                        "suggestions": [s.name for s in found],
-                    })
-                    return False
+            sid, user = self._sid(session_id), _user(user_id)
+            params = _params(tool_params)
+            if mcp_tools_manifest is not None and tool_name not in mcp_tools_manifest:
+                manifest = [str(n) for n in mcp_tools_manifest]
+                found = [(s.name, s.score) for s in suggest(tool_name, manifest)]
+                self.tracker.hallucinated(sid, user, mcp_name, str(tool_name), params, manifest, found)
+                return False
+            # the design's helpers leave session_start to the server (track() or start_session())
+            handle = self.tracker.begin_call(sid, user, mcp_name, str(tool_name), params, hold_repeats=False)
+            self.tracker.open_call(handle)
             return True
         except Exception:
             warn_once("track_tool_call_started", "mcp_tracking: track_tool_call_started failed", exc_info=True)
             return False
 
-    def _track_locked(self, state: SessionState, name: str, user: str, mcp: str | None, md: dict[str, Any]) -> bool:
-        self._observe(state, name, md)
-        return self._emit(name, user, state.session_id, mcp, md)
-
-    def _count_repeat(self, state: SessionState, tool: str, phash: str) -> tuple[int, int, str]:
-        """A repeat of a success reported through the design's helpers: counted as a retry at once."""
-        attempt, original = self.state.count_repeat(state, tool, phash)
-        return attempt, original, "repeated_after_success"
-
-    def _wrong_tool(self, state: SessionState, user: str, mcp: str | None,
-                    previous: tuple[str, Any, int, str | None], tool: str, params: Any, seq: int) -> dict[str, Any]:
-        """``wrong_tool_error``: the session's last call failed and this one goes to another tool."""
-        first_tool, first_params, first_seq, first_error = previous
-        md = {
-            "first_tool_name": first_tool, "second_tool_name": tool,
-            "first_tool_params": first_params, "second_tool_params": params,
-            "detection_pattern": "retry_with_different_tool", "call_sequence": [first_seq, seq],
-            "first_error_type": first_error,
-        }
-        self._emit("wrong_tool_error", user, state.session_id, mcp, md)
-        return md
+    def _open(self, sid: str, user: str, mcp_name: str | None, tool_name: str, params: Any,
+              *, refused_too: bool = True) -> Any:
+        """The helper call this report belongs to; one started now if the host never reported its start."""
+        handle = self.tracker.find_open(sid, tool_name, self.tracker.hash(params), refused_too=refused_too)
+        if handle is None:
+            handle = self.tracker.begin_call(sid, user, mcp_name, tool_name, params, hold_repeats=False)
+            self.tracker.open_call(handle)
+        return handle
 
     def track_tool_usage(
         self,
@@ -434,18 +350,24 @@ class AnalyticsClient:
         mcp_name: str | None = None,
         **metadata: Any,
     ) -> bool:
-        """``tool_call_completed``, or ``tool_call_failed`` when ``success`` is false (the design's existing method)."""
+        """``tool_call_completed``, or ``tool_call_failed`` when ``success`` is false (the design's existing
+        method). Pairs with the call's ``track_tool_call_started``; a call never reported as started is
+        started now, so every completion has its start."""
         if not success:
             error_type = metadata.pop("error_type", "tool_error")
             return self.track_tool_call_failed(user_id, tool_name, tool_params, error_type,
                                                metadata.pop("error_message", None), execution_time_ms, session_id,
                                                mcp_name, **metadata)
-        sid = session_id if session_id is not None else self.get_current_session_id()
-        return self.track(user_id, "tool_call_completed", {
-            "tool_name": tool_name, "tool_params": tool_params if tool_params is not None else {}, "success": True,
-            "execution_time_ms": execution_time_ms, "call_sequence": self.get_session_tool_call_count(sid) or None,
-            **metadata,
-        }, sid, mcp_name)
+        try:
+            sid, user = self._sid(session_id), _user(user_id)
+            params = _params(tool_params)
+            handle = self._open(sid, user, mcp_name, str(tool_name), params)
+            self.tracker.close_open(handle)
+            self.tracker.complete(handle, elapsed_ms=_ms(execution_time_ms, handle.started), **_sized(metadata))
+            return True
+        except Exception:
+            warn_once("track_tool_usage", "mcp_tracking: track_tool_usage failed", exc_info=True)
+            return False
 
     def track_tool_call_failed(
         self,
@@ -460,15 +382,19 @@ class AnalyticsClient:
         retry_eligible: bool | None = None,
         **metadata: Any,
     ) -> bool:
-        """``tool_call_failed``."""
-        sid = session_id if session_id is not None else self.get_current_session_id()
-        return self.track(user_id, "tool_call_failed", {
-            "tool_name": tool_name, "tool_params": tool_params if tool_params is not None else {},
-            "error_type": error_type, "error_message": None if error_message is None else str(error_message),
-            "execution_time_ms": execution_time_ms, "call_sequence": self.get_session_tool_call_count(sid) or None,
-            "retry_eligible": retry_eligible if retry_eligible is not None else error_type != "unknown_tool",
-            **metadata,
-        }, sid, mcp_name)
+        """``tool_call_failed`` for the call's ``track_tool_call_started``."""
+        try:
+            sid, user = self._sid(session_id), _user(user_id)
+            params = _params(tool_params)
+            handle = self._open(sid, user, mcp_name, str(tool_name), params)
+            self.tracker.close_open(handle)
+            self.tracker.fail(handle, error_type, None if error_message is None else str(error_message),
+                              elapsed_ms=_ms(execution_time_ms, handle.started),
+                              retry_eligible=True if retry_eligible is None else retry_eligible, **metadata)
+            return True
+        except Exception:
+            warn_once("track_tool_call_failed", "mcp_tracking: track_tool_call_failed failed", exc_info=True)
+            return False
 
     def track_schema_validation_error(
         self,
@@ -481,28 +407,37 @@ class AnalyticsClient:
         schema_version: str | None = None,
         **metadata: Any,
     ) -> bool:
-        """``schema_validation_error``."""
-        sid = session_id if session_id is not None else self.get_current_session_id()
-        md: dict[str, Any] = {
-            "tool_name": tool_name, "tool_params": tool_params if tool_params is not None else {},
-            "validation_errors": [dict(e) for e in (validation_errors or [])],
-            "call_sequence": self.get_session_tool_call_count(sid) or None, **metadata,
-        }
-        if schema_version is not None:
-            md["schema_version"] = schema_version
-        return self.track(user_id, "schema_validation_error", md, sid, mcp_name)
+        """``schema_validation_error`` for the call's ``track_tool_call_started``: the design's middleware
+        refuses the call here, so this is the call's terminal event (a later ``track_tool_usage`` for the same
+        call says it ran after all, as in observe mode)."""
+        try:
+            sid, user = self._sid(session_id), _user(user_id)
+            params = _params(tool_params)
+            handle = self._open(sid, user, mcp_name, str(tool_name), params, refused_too=False)
+            errors = [dict(e) for e in (validation_errors or [])]
+            md = self.tracker.schema_error(handle, errors, schema_version,
+                                           enforced=bool(metadata.pop("enforced", True)),
+                                           source=str(metadata.pop("detected_by", "mcp-tracking")))
+            md.update(metadata)
+            self.tracker.refuse(handle)
+            return True
+        except Exception:
+            warn_once("track_schema_validation_error", "mcp_tracking: track_schema_validation_error failed",
+                      exc_info=True)
+            return False
 
     def track_tool_call_retry(self, user_id: str | None, tool_name: str, tool_params: Mapping[str, Any] | None = None,
                               original_call_sequence: int | None = None, retry_attempt: int = 1,
                               retry_reason: str = "execution_failed", session_id: str | None = None,
                               mcp_name: str | None = None) -> bool:
-        """``tool_call_retry`` given explicitly (the interceptors detect retries themselves)."""
-        sid = session_id if session_id is not None else self.get_current_session_id()
+        """``tool_call_retry`` given explicitly (the tracker detects retries itself: prefer
+        ``track_tool_call_started``)."""
+        sid = self._sid(session_id)
         return self.track(user_id, "tool_call_retry", {
             "tool_name": tool_name, "tool_params": tool_params if tool_params is not None else {},
-            "params_hash": self._hash(tool_params), "original_call_sequence": original_call_sequence,
+            "params_hash": self.tracker.hash(tool_params), "original_call_sequence": original_call_sequence,
             "retry_attempt": retry_attempt, "retry_reason": retry_reason,
-            "call_sequence": self.get_session_tool_call_count(sid) + 1,
+            "call_sequence": self.get_session_tool_call_count(sid),
         }, sid, mcp_name)
 
     def track_wrong_tool(self, user_id: str | None, first_tool_name: str, second_tool_name: str,
@@ -510,13 +445,12 @@ class AnalyticsClient:
                          detection_pattern: str = "retry_with_different_tool",
                          call_sequence: Sequence[int] | None = None, session_id: str | None = None,
                          mcp_name: str | None = None) -> bool:
-        """``wrong_tool_error`` given explicitly."""
-        sid = session_id if session_id is not None else self.get_current_session_id()
+        """``wrong_tool_error`` given explicitly (the tracker detects switches itself)."""
         return self.track(user_id, "wrong_tool_error", {
             "first_tool_name": first_tool_name, "second_tool_name": second_tool_name,
             "first_tool_params": first_tool_params, "second_tool_params": second_tool_params,
             "detection_pattern": detection_pattern, "call_sequence": list(call_sequence or []),
-        }, sid, mcp_name)
+        }, self._sid(session_id), mcp_name)
 
     def track_answer_completeness(self, user_id: str | None, complete: bool, completeness_score: float | None = None,
                                   checks_passed: Sequence[str] = (), checks_failed: Sequence[str] = (),
@@ -524,12 +458,11 @@ class AnalyticsClient:
                                   detection_method: str = "explicit_signal", session_id: str | None = None,
                                   mcp_name: str | None = None) -> bool:
         """``answer_complete`` / ``answer_incomplete``."""
-        sid = session_id if session_id is not None else self.get_current_session_id()
         return self.track(user_id, "answer_complete" if complete else "answer_incomplete", {
             "completeness_score": completeness_score, "detection_method": detection_method,
             "checks_passed": list(checks_passed), "checks_failed": list(checks_failed), "tool_name": tool_name,
             "result_count": result_count,
-        }, sid, mcp_name)
+        }, self._sid(session_id), mcp_name)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -544,7 +477,7 @@ class AnalyticsClient:
         self._closed = True
         if end_sessions:
             try:
-                self.sessions.end_all("shutdown")
+                self.tracker.end_all("shutdown")
             except Exception:
                 warn_once("close", "mcp_tracking: ending sessions at close failed", exc_info=True)
         drained = self.emitter.close(timeout)
@@ -552,6 +485,10 @@ class AnalyticsClient:
         if close_state is not None:
             close_state()
         return drained
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def __enter__(self) -> AnalyticsClient:
         return self
@@ -565,7 +502,7 @@ class AnalyticsClient:
         return self.emitter.stats
 
     def health(self) -> dict[str, Any]:
-        health: dict[str, Any] = {**self.stats.as_dict(), "live_sessions": len(self.sessions)}
+        health: dict[str, Any] = {**self.stats.as_dict(), "live_sessions": len(self.tracker.sessions)}
         if self.state.shared:
             health["shared_state"] = repr(self.state)
             health["shared_state_fallbacks"] = getattr(self.state, "fallbacks", 0)
@@ -586,6 +523,32 @@ def _close_clients(timeout: float) -> None:
 
 
 register_drainer(_close_clients)
+
+
+def _user(user_id: Any) -> str:
+    return str(user_id) if user_id is not None else "anonymous"
+
+
+def _params(tool_params: Any) -> Any:
+    """A snapshot of the arguments as given (a mapping copied; anything else kept for the JSON-safe step)."""
+    if tool_params is None:
+        return {}
+    return dict(tool_params) if isinstance(tool_params, Mapping) else tool_params
+
+
+def _ms(given: float | None, started: float) -> float:
+    """The execution time the host reported, else the time since the call's start was reported."""
+    if given is not None:
+        try:
+            return float(given)
+        except (TypeError, ValueError):
+            pass
+    return round((time.perf_counter() - started) * 1000.0, 3)
+
+
+def _sized(metadata: dict[str, Any]) -> dict[str, Any]:
+    size = metadata.get("result_size")
+    return {"result_size": size} if type(size) is int else {}
 
 
 def _state_backend(spec: StateBackend | str | None, idle_timeout: float) -> StateBackend:

@@ -169,7 +169,8 @@ def test_the_other_explicit_helpers_emit_their_events():
     client.end_session("s")
     client.flush()
     by = {e["event_name"]: e["metadata"] for e in sink.events}
-    assert by["tool_call_retry"]["original_call_sequence"] == 1 and by["tool_call_retry"]["call_sequence"] == 2
+    # an explicit retry follows the tool_call_started of the call that retries (the documented order)
+    assert by["tool_call_retry"]["original_call_sequence"] == 1 and by["tool_call_retry"]["call_sequence"] == 1
     assert by["wrong_tool_error"]["call_sequence"] == [1, 2]
     assert by["answer_incomplete"]["checks_failed"] == ["has_multiple_results"]
     assert by["session_failed"]["success"] is False and by["session_abandoned"]["success"] is False

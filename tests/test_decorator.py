@@ -114,8 +114,10 @@ def test_sync_and_async_are_preserved_and_results_pass_through():
         boom("nope")  # enforce mode: a corrective error, the function never runs
     client.close()
     failed = [e["metadata"] for e in sink.events if e["event_name"] == "tool_call_failed"]
-    assert [f["error_type"] for f in failed] == ["execution_error", "validation_error"]
+    assert [f["error_type"] for f in failed] == ["execution_error"]  # the refused call ends at its schema error
     assert failed[0]["exception_type"] == "KeyError"
+    names = [e["event_name"] for e in sink.events if not e["event_name"].startswith("session_")]
+    assert names[-2:] == ["tool_call_started", "schema_validation_error"]
 
 
 def test_design_keyword_arguments_session_and_user():

@@ -23,7 +23,8 @@ def tracked(**options):
         server.tool(tool)
     sink = MemorySink()
     client = AnalyticsClient(sink, flush_interval=0.02)
-    server.add_middleware(FastMCPTrackingMiddleware(client, completeness=completeness_checks(), **options))
+    server.add_middleware(FastMCPTrackingMiddleware(client, server=server, completeness=completeness_checks(),
+                                                    **options))
     return server, client, sink
 
 

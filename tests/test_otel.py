@@ -216,7 +216,7 @@ async def test_fastmcp_native_span_is_enriched_not_duplicated(framework_tracing)
         return a + b
 
     client = AnalyticsClient(OTelSink(), flush_interval=0.02)
-    server.add_middleware(FastMCPTrackingMiddleware(client))
+    server.add_middleware(FastMCPTrackingMiddleware(client, server=server))
     async with FClient(server) as c:
         await c.call_tool("add", {"a": 1, "b": "x"}, raise_on_error=False)
         await c.call_tool("add", {"a": 1, "b": 2})

@@ -11,7 +11,8 @@ import uuid
 import pytest
 import redis
 
-from mcp_tracking import AnalyticsClient, CallInfo, MemorySink, Recorder
+from mcp_tracking import AnalyticsClient, MemorySink
+from mcp_tracking.core.recorder import CallInfo, Recorder
 from mcp_tracking.core.redis_state import RedisState
 
 
@@ -23,12 +24,12 @@ def replicas(redis_url: str, n: int = 2, **kw):
         sink = MemorySink()
         client = AnalyticsClient(sink, flush_interval=0.02, shared_state=RedisState(redis_url, prefix=prefix,
                                                                                    **kw))
-        out.append((client, Recorder(client), sink))
+        out.append((client, Recorder(client.tracker), sink))
     return out, prefix
 
 
 def call(recorder: Recorder, session: str, tool: str, args: dict, *, fail: bool = False, result=None) -> None:
-    handle = recorder.begin(CallInfo(tool, args, explicit_session=session), known=True)
+    handle = recorder.begin(CallInfo(tool, args, explicit_session=session))
     assert handle is not None and handle.reject is None
     if fail:
         recorder.finish(handle, error_type="tool_error", error_message="boom")
@@ -85,7 +86,8 @@ def test_retry_and_wrong_tool_detected_across_replicas(redis_url):
     started = {e["metadata"]["call_sequence"]: e["metadata"] for e in evs if e["event_name"] == "tool_call_started"}
     assert [started[i]["previous_tool_name"] for i in range(1, 8)] == [None, "search", "search", "search",
                                                                         "lookup", "lookup", "lookup"]
-    assert [started[i]["is_retry"] for i in range(1, 8)] == [False, True, True, False, False, False, False]
+    # a repeat of a success is held until its result decides: call 5 (same result) is a retry, and says so
+    assert [started[i]["is_retry"] for i in range(1, 8)] == [False, True, True, False, True, False, False]
     for client, _, _ in (a, b):
         client.close()
 
@@ -129,7 +131,7 @@ def test_replicas_hash_arguments_alike(redis_url, monkeypatch):
     monkeypatch.delenv("MCP_TRACKING_HASH_KEY", raising=False)
     (a, b), _ = replicas(redis_url)
     assert a[0].hash_key is not None and a[0].hash_key == b[0].hash_key
-    assert a[0]._hash({"x": 1, "y": [1, 2]}) == b[0]._hash({"y": [1, 2], "x": 1})
+    assert a[0].tracker.hash({"x": 1, "y": [1, 2]}) == b[0].tracker.hash({"y": [1, 2], "x": 1})
     for client, _, _ in (a, b):
         client.close()
     a[0].close()
@@ -139,7 +141,7 @@ def test_identity_sessions_are_shared_by_replicas(redis_url):
     """No session anywhere in the request: the caller's identity maps to one session on every replica."""
     (a, b), _ = replicas(redis_url)
     for rec in (a[1], b[1], a[1]):
-        handle = rec.begin(CallInfo("search", {}, auth_subject="alice", mcp_name="m"), known=True)
+        handle = rec.begin(CallInfo("search", {}, auth_subject="alice", mcp_name="m"))
         rec.finish(handle, result=1)
     a[0].flush()
     b[0].flush()
@@ -157,7 +159,7 @@ def test_unreachable_redis_keeps_serving_and_counts_fallbacks():
     sink = MemorySink()
     state = RedisState("redis://127.0.0.1:9/0", socket_timeout=0.2)
     client = AnalyticsClient(sink, flush_interval=0.02, shared_state=state)
-    rec = Recorder(client)
+    rec = Recorder(client.tracker)
     call(rec, "S", "search", {"q": 1}, fail=True)
     call(rec, "S", "search", {"q": 1}, fail=True)
     call(rec, "S", "lookup", {"q": 1})

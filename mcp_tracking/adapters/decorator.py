@@ -17,9 +17,10 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar, overload
 
 from mcp_tracking._logging import warn_once
-from mcp_tracking.adapters._common import error_type_of
+from mcp_tracking.adapters._common import default_client, error_type_of, recorder_for
 from mcp_tracking.client import AnalyticsClient
-from mcp_tracking.core.recorder import CallHandle, CallInfo, Recorder, TrackingOptions, current_call
+from mcp_tracking.core.manifest import unknown_tool_message
+from mcp_tracking.core.recorder import CallHandle, CallInfo, TrackingOptions, current_call
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,6 +55,15 @@ def _schema_of(fn: Callable[..., Any]) -> dict[str, Any] | None:
         return None
 
 
+class _Refused(Exception):
+    """The call must not run: an unknown name (with a manifest) or arguments refused in enforce mode."""
+
+    def __init__(self, text: str, answer: dict[str, Any]) -> None:
+        super().__init__(text)
+        self.text = text
+        self.answer = answer  # the design's decorator returns this instead of raising
+
+
 class _ToolTracker:
     def __init__(self, fn: Callable[..., Any], client: AnalyticsClient, name: str | None, mcp_name: str | None,
                  manifest: Collection[str] | Callable[[], Collection[str]] | None, validate: bool,
@@ -63,7 +73,7 @@ class _ToolTracker:
         self.name = name or fn.__name__
         self.mcp_name = mcp_name
         self.manifest = manifest
-        self.recorder = Recorder(client, options)
+        self.recorder = recorder_for(client, options)
         self._schema: Any = _schema_of(fn) if validate and options.validation != "off" else None
         self._sig: inspect.Signature | None
         try:
@@ -88,28 +98,35 @@ class _ToolTracker:
         return params, ctx
 
     def begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> CallHandle | None:
+        """Record the start; raise :class:`_Refused` when the call must not run."""
         if current_call.get() is not None:
             return None
         try:
             params, ctx = self._params(args, kwargs)
             info = self._info(params, ctx, kwargs)
-            known = True
-            names: list[str] = []
-            if self.manifest is not None:
-                available = self.manifest() if callable(self.manifest) else self.manifest
-                names = list(available)
-                known = self.name in names
-            return self.recorder.begin(info, known=known, schema=self._schema, available=lambda: names)
+            if self.manifest is not None:  # a dispatcher: no framework to ask, the manifest decides
+                names = [str(n) for n in (self.manifest() if callable(self.manifest) else self.manifest)]
+                if self.name not in names:
+                    found = self.recorder.unknown(info, names)
+                    text = unknown_tool_message(self.name, found, names)
+                    raise _Refused(text, {"error": "Tool not found in manifest", "message": text,
+                                          "suggestions": [f.name for f in found]})
+            handle = self.recorder.begin(info, schema=self._schema)
+        except _Refused:
+            raise
         except Exception:
             warn_once("decorator-begin", "mcp_tracking: could not track %s; it runs untracked", self.name,
                       exc_info=True)
             return None
+        if handle is not None and handle.reject is not None:
+            md_errors = handle.validation[0].errors if handle.validation is not None else []
+            raise _Refused(handle.reject, {"error": "Schema validation failed", "message": handle.reject,
+                                           "validation_errors": list(md_errors)})
+        return handle
 
     def enter(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[CallHandle | None, Any]:
-        """Begin the call: refuse it (``ValueError`` with the corrective text) or mark it as tracked."""
+        """Begin the call (``_Refused`` when it must not run) and mark it as tracked."""
         handle = self.begin(args, kwargs)
-        if handle is not None and handle.reject is not None:
-            raise ValueError(handle.reject)
         return handle, (current_call.set(handle) if handle is not None else None)
 
     @staticmethod
@@ -142,6 +159,8 @@ class _ToolTracker:
                                 mcp_name=self.mcp_name)
         if info is None:
             info = CallInfo(self.name, params, mcp_name=self.mcp_name)
+        if info.mcp_name is None:
+            info.mcp_name = self.client.mcp_name
         user = kwargs.get("user_id")
         session_id = kwargs.get("session_id")
         if isinstance(user, str) and user:
@@ -168,6 +187,7 @@ def track_tool(
     manifest: Collection[str] | Callable[[], Collection[str]] | None = None,
     validate: bool = True,
     options: TrackingOptions | None = None,
+    refusal: str = "raise",
     **option_fields: Any,
 ) -> Any:
     """Decorate a tool function so each call is tracked.
@@ -181,23 +201,40 @@ def track_tool(
         validate: check arguments against the schema derived from the signature before the call.
         options: a :class:`~mcp_tracking.TrackingOptions`, or its fields as keyword arguments.
 
-    The function's own exceptions and results pass through unchanged. In *enforce* mode, invalid
-    arguments raise ``ValueError`` with the corrective text instead of calling the function (frameworks
-    turn it into a tool error), and so does an unknown name when ``manifest`` is given.
+    The function's own exceptions and results pass through unchanged. Validation defaults to *enforce* here
+    (a plain function has no framework checking its arguments; under a framework the decorator sees the
+    arguments the framework already validated and coerced): invalid arguments raise ``ValueError`` with the
+    corrective text instead of calling the function (frameworks turn it into a tool error), and so does an
+    unknown name when ``manifest`` is given. ``refusal="return"`` returns the design's error dict instead
+    (``{"error": "Schema validation failed", "validation_errors": [...]}`` / ``{"error": "Tool not found in
+    manifest"}``), as :func:`track_tool_call` does.
     """
     if options is not None and option_fields:
         raise TypeError("pass either options= or option keyword arguments, not both")
+    if refusal not in ("raise", "return"):
+        raise ValueError(f"refusal must be 'raise' or 'return', not {refusal!r}")
+    if options is None:
+        option_fields.setdefault("validation", "enforce")
     opts = options or TrackingOptions(**option_fields)
 
     def decorate(func: F) -> F:
         if not callable(func):
             raise TypeError(f"track_tool needs a function, not {type(func).__name__}")
-        tracker = _ToolTracker(func, client if client is not None else AnalyticsClient(), name, mcp_name, manifest,
+        tracker = _ToolTracker(func, client if client is not None else default_client(), name, mcp_name, manifest,
                                validate, opts)
+
+        def refused(exc: _Refused) -> Any:
+            if refusal == "return":
+                return exc.answer
+            raise ValueError(exc.text) from None
+
         if inspect.iscoroutinefunction(func):
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                handle, token = tracker.enter(args, kwargs)
+                try:
+                    handle, token = tracker.enter(args, kwargs)
+                except _Refused as exc:
+                    return refused(exc)
                 try:
                     result = await func(*args, **kwargs)
                 except BaseException as exc:
@@ -212,7 +249,10 @@ def track_tool(
         else:
             @functools.wraps(func)
             def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-                handle, token = tracker.enter(args, kwargs)
+                try:
+                    handle, token = tracker.enter(args, kwargs)
+                except _Refused as exc:
+                    return refused(exc)
                 try:
                     result = func(*args, **kwargs)
                 except BaseException as exc:
@@ -233,3 +273,16 @@ def track_tool(
         func, client = client, None
         return decorate(func)
     return decorate
+
+
+def track_tool_call(analytics_client: AnalyticsClient, tool_func: F, *,
+                    manifest: Collection[str] | Callable[[], Collection[str]] | None = None, **kw: Any) -> F:
+    """The design's decorator, drop-in: ``track_tool_call(analytics_client, tool_func)``.
+
+    ``user_id`` / ``session_id`` keyword arguments name the caller and the session (else the client's
+    current session), and stay out of ``tool_params``. A name missing from ``manifest`` returns
+    ``{"error": "Tool not found in manifest", ...}`` and invalid arguments return ``{"error": "Schema
+    validation failed", "validation_errors": [...]}``, as the design's code does; everything else is
+    :func:`track_tool`.
+    """
+    return track_tool(analytics_client, tool_func, manifest=manifest, refusal="return", **kw)

@@ -4,22 +4,36 @@
     server.add_middleware(FastMCPTrackingMiddleware(client))
 
 fastmcp reports failures as exceptions from ``call_next`` (``NotFoundError``, ``ValidationError``,
-``ToolError``); they are recorded and re-raised untouched, so fastmcp answers the agent as it always
-does. Answers this middleware gives itself (unknown tool, invalid arguments) are ``ToolResult`` error
-results, which fastmcp serialises per protocol era.
+``ToolError``); they are recorded and re-raised (the first two with our corrective text added to their
+message), so fastmcp answers the agent as it always does.
 """
 
 from __future__ import annotations
 
+import contextvars
+import time
 from typing import Any
 
 from mcp_tracking._logging import warn_once
-from mcp_tracking.adapters._common import error_type_of, run_call, str_or_none
+from mcp_tracking.adapters._common import (
+    append_to_exception,
+    default_client,
+    did_you_mean,
+    error_type_of,
+    pydantic_errors,
+    recorder_for,
+    run_call,
+    str_or_none,
+    with_text,
+)
 from mcp_tracking.client import AnalyticsClient
-from mcp_tracking.core.recorder import CallInfo, Recorder, TrackingOptions
+from mcp_tracking.core.recorder import CallInfo, TrackingOptions
 from mcp_tracking.core.results import WireResult, text_of
+from mcp_tracking.core.tracker import now_us
 
 try:
+    from fastmcp.exceptions import NotFoundError
+    from fastmcp.exceptions import ValidationError as FastMCPValidationError
     from fastmcp.server.middleware import Middleware
     from fastmcp.tools.base import ToolResult
 except ImportError as exc:  # pragma: no cover - optional extra
@@ -36,6 +50,45 @@ except ImportError:  # pragma: no cover - older fastmcp
     from contextlib import nullcontext as _quiet  # type: ignore[assignment]
 
 
+#: set by :class:`UnknownToolAnswers` around a client's ``tools/call``: the middleware puts the "Did you mean"
+#: sentence for an unknown name here, for the wire answer
+_suggestion: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("mcp_tracking_suggestion",
+                                                                               default=None)
+
+
+class UnknownToolAnswers:
+    """An mcp SDK ``ServerMiddleware`` on a fastmcp server's low-level server.
+
+    fastmcp answers a client's call to an unknown tool with a fixed ``Unknown tool: 'x'`` result, whatever
+    the ``NotFoundError`` said. This adds the "Did you mean ...?" sentence the tracking middleware found to
+    that wire answer, so the agent gets it while ``server.call_tool()`` keeps raising fastmcp's own
+    ``NotFoundError`` untouched."""
+
+    async def __call__(self, ctx: Any, call_next: Any) -> Any:
+        if ctx.method != "tools/call":
+            return await call_next(ctx)
+        holder: list[str] = []
+        token = _suggestion.set(holder)
+        try:
+            result = await call_next(ctx)
+        finally:
+            _suggestion.reset(token)
+        if holder:
+            try:
+                return with_text(result, holder[0], " ")
+            except Exception:
+                warn_once("fastmcp-wire", "mcp_tracking: could not add the suggestion to the answer", exc_info=True)
+        return result
+
+
+def _install_wire_answers(server: Any) -> None:
+    """Put :class:`UnknownToolAnswers` on the server's low-level middleware list, once."""
+    low = getattr(server, "_mcp_server", None)
+    chain = getattr(low, "middleware", None)
+    if isinstance(chain, list) and not any(isinstance(m, UnknownToolAnswers) for m in chain):
+        chain.append(UnknownToolAnswers())
+
+
 def _error_type(exc: BaseException) -> str:
     """fastmcp reports failures as exceptions: unknown tool, invalid arguments, the tool's own error."""
     name = type(exc).__name__
@@ -48,23 +101,34 @@ def _error_type(exc: BaseException) -> str:
 
 
 class FastMCPTrackingMiddleware(Middleware):  # type: ignore[misc]
-    """Tracks every tool call on a fastmcp server: identity, manifest, retries, validation, timing.
+    """Tracks every tool call on a fastmcp server: identity, retries, validation, timing.
+
+    fastmcp decides dispatch (providers, transforms, mounts, hashed app names, visibility, auth) and
+    validation; the middleware observes its answer: a ``NotFoundError`` becomes a ``hallucinated_tool_call``
+    and its message gains "Did you mean ...?"; a ``ValidationError`` ends the call at its
+    ``schema_validation_error`` and its message gains our corrective lines. Both are re-raised as they are
+    (type, attributes, traceback), so fastmcp answers the agent as it always does.
 
     Args:
-        client: the :class:`~mcp_tracking.AnalyticsClient` (a default one on the embedded SQLite store if omitted).
+        client: the :class:`~mcp_tracking.AnalyticsClient` (the process's shared default one if omitted).
+        server: the ``FastMCP`` server (``instrument()`` passes it). fastmcp answers an unknown tool with a
+            fixed text; with the server known up front, the "Did you mean" sentence is added to that answer
+            from the first call on (else from the server's second request on).
         options: a :class:`~mcp_tracking.TrackingOptions`, or its fields as keyword arguments.
 
     Example:
         server = FastMCP("drea")
-        server.add_middleware(FastMCPTrackingMiddleware(AnalyticsClient(mcp_name="drea")))
+        server.add_middleware(FastMCPTrackingMiddleware(AnalyticsClient(mcp_name="drea"), server=server))
     """
 
-    def __init__(self, client: AnalyticsClient | None = None, *, options: TrackingOptions | None = None,
-                 **option_fields: Any) -> None:
+    def __init__(self, client: AnalyticsClient | None = None, *, server: Any = None,
+                 options: TrackingOptions | None = None, **option_fields: Any) -> None:
         if options is not None and option_fields:
             raise TypeError("pass either options= or option keyword arguments, not both")
-        self.client = client if client is not None else AnalyticsClient()
-        self.recorder = Recorder(self.client, options or TrackingOptions(**option_fields))
+        self.client = client if client is not None else default_client()
+        self.recorder = recorder_for(self.client, options or TrackingOptions(**option_fields))
+        if server is not None:
+            _install_wire_answers(server)
 
     def _info(self, fc: Any, server: Any, name: str, args: Any) -> CallInfo:
         mcp_name = self.client.mcp_name or getattr(server, "name", None)
@@ -101,25 +165,36 @@ class FastMCPTrackingMiddleware(Middleware):  # type: ignore[misc]
         name = getattr(message, "name", None)
         args = getattr(message, "arguments", None) or {}
         fc = context.fastmcp_context
-        handle = None
-        if isinstance(name, str):
-            try:
-                server = fc.fastmcp if fc is not None else None
-                names: list[str] = []
-                with _quiet():
-                    tool = await server.get_tool(name) if server is not None else None
-                    known = tool is not None or server is None
-                    if not known and server is not None:
-                        names = [t.name for t in await server.list_tools()]
-                handle = self.recorder.begin(
-                    self._info(fc, server, name, args), known=known,
-                    schema=getattr(tool, "parameters", None), available=lambda: names)
-            except Exception:
-                warn_once("fastmcp-begin", "mcp_tracking: could not track a tool call; it proceeds untracked",
-                          exc_info=True)
+        if not isinstance(name, str):
+            return await call_next(context)
+        try:
+            server = fc.fastmcp if fc is not None else None
+            _install_wire_answers(server)
+            with _quiet():
+                tool = await server.get_tool(name) if server is not None else None
+            info = self._info(fc, server, name, args)
+        except Exception:
+            warn_once("fastmcp-begin", "mcp_tracking: could not track a tool call; it proceeds untracked",
+                      exc_info=True)
+            return await call_next(context)
+        if tool is None:  # fastmcp resolves it (hashed app names, late-bound tools) or says NotFoundError
+            return await self._unsure(context, call_next, info, server)
+        handle = self.recorder.begin(info, schema=getattr(tool, "parameters", None))
         if handle is not None and handle.reject is not None:
-            return ToolResult(content=handle.reject, is_error=True)
-        result = await run_call(self.recorder, handle, str(name), lambda: call_next(context),
+            raise FastMCPValidationError(handle.reject)  # enforce: fastmcp's own error for bad arguments
+        return await self._run(context, call_next, handle, name)
+
+    async def _run(self, context: Any, call_next: Any, handle: Any, name: str) -> Any:
+        async def call() -> Any:
+            try:
+                return await call_next(context)
+            except FastMCPValidationError as exc:  # fastmcp refused the arguments
+                lines = self.recorder.refused(handle, pydantic_errors(exc))
+                if lines:
+                    append_to_exception(exc, lines, "\n\n")
+                raise
+
+        result = await run_call(self.recorder, handle, name, call,
                                 timeout_answer=lambda text: ToolResult(content=text, is_error=True),
                                 classify=_error_type)
         if handle is not None:
@@ -131,4 +206,38 @@ class FastMCPTrackingMiddleware(Middleware):  # type: ignore[misc]
                                                                    getattr(result, "content", None)))
             except Exception:
                 self.recorder.finish(handle)
+        return result
+
+    async def _unsure(self, context: Any, call_next: Any, info: CallInfo, server: Any) -> Any:
+        """A name ``get_tool`` does not know: fastmcp dispatches it (hashed names, providers) or raises
+        ``NotFoundError``; only then is it a hallucination."""
+        created, started = now_us(), time.perf_counter()
+        try:
+            result = await call_next(context)
+        except NotFoundError:
+            try:
+                with _quiet():
+                    names = [t.name for t in await server.list_tools()] if server is not None else []
+            except Exception:
+                names = []
+            found = self.recorder.unknown(info, names)
+            text = did_you_mean(found)
+            holder = _suggestion.get()
+            if text and holder is not None and self.recorder.options.check_manifest:
+                holder.append(text)  # for fastmcp's wire answer; the exception itself stays fastmcp's
+            raise
+        except BaseException as exc:
+            handle = self.recorder.begin(info, created_us=created)
+            if handle is not None:
+                handle.started = started
+                self.recorder.finish(handle, error_type=_error_type(exc), exception=exc)
+            raise
+        handle = self.recorder.begin(info, created_us=created)
+        if handle is not None:
+            handle.started = started
+            if getattr(result, "is_error", False):
+                self.recorder.finish(handle, error_type="tool_error", error_message=text_of(result.content))
+            else:
+                self.recorder.finish(handle, result=WireResult(getattr(result, "structured_content", None),
+                                                               getattr(result, "content", None)))
         return result

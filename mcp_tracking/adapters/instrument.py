@@ -1,15 +1,18 @@
 """``instrument(server)``: one line, whatever the server is.
 
-Detects the server's kind and installs the right hook: mcp 2.x ``MCPServer`` or low-level ``Server``
-(``TrackingMiddleware`` in its ``middleware`` list), fastmcp ``FastMCP`` (``add_middleware``), mcp 1.x
-``FastMCP`` or low-level ``Server`` (the wrapped ``tools/call`` handler). Idempotent: instrumenting
+Detects the server's kind (``isinstance``: subclasses too) and installs the right hook: mcp 2.x
+``MCPServer`` or low-level ``Server`` (``TrackingMiddleware`` in its ``middleware`` list), fastmcp
+``FastMCP`` (``add_middleware``), mcp 1.x ``FastMCP`` or low-level ``Server`` (the wrapped ``tools/call``
+handler). Idempotent: instrumenting
 twice returns the hook already installed.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
+from mcp_tracking.adapters._common import default_client
 from mcp_tracking.client import AnalyticsClient
 from mcp_tracking.core.recorder import TrackingOptions, current_call
 
@@ -40,8 +43,7 @@ def outcome_tool(client: AnalyticsClient) -> Any:
 
 
 def _add_tool(server: Any, fn: Any) -> None:
-    module = _module_of(server)
-    if module.startswith("fastmcp"):
+    if _kind(server) == "fastmcp":
         server.tool(fn)
     elif hasattr(server, "add_tool"):
         server.add_tool(fn)
@@ -49,8 +51,26 @@ def _add_tool(server: Any, fn: Any) -> None:
         raise TypeError(f"{type(server).__name__} has no add_tool(); cannot add {OUTCOME_TOOL_NAME}")
 
 
-def _module_of(obj: Any) -> str:
-    return type(obj).__module__ or ""
+#: (kind, module, class): the server classes this package instruments; subclasses included (``isinstance``)
+_SERVER_CLASSES = (
+    ("fastmcp", "fastmcp.server.server", "FastMCP"),
+    ("mcpserver", "mcp.server.mcpserver.server", "MCPServer"),
+    ("v1", "mcp.server.fastmcp.server", "FastMCP"),
+    ("lowlevel", "mcp.server.lowlevel.server", "Server"),
+)
+
+
+def _kind(server: Any) -> str | None:
+    """Which framework ``server`` belongs to, by ``isinstance`` against the classes of the frameworks already
+    imported (a server object's own framework always is: nothing is imported here)."""
+    for kind, module_name, class_name in _SERVER_CLASSES:
+        module = sys.modules.get(module_name)
+        cls = getattr(module, class_name, None) if module is not None else None
+        if isinstance(cls, type) and isinstance(server, cls):
+            if kind == "lowlevel":  # mcp 2.x low-level servers have a middleware list; 1.x ones do not
+                return "lowlevel2" if isinstance(getattr(server, "middleware", None), list) else "v1"
+            return kind
+    return None
 
 
 def instrument(server: Any, client: AnalyticsClient | None = None, *, options: TrackingOptions | None = None,
@@ -60,7 +80,8 @@ def instrument(server: Any, client: AnalyticsClient | None = None, *, options: T
     Args:
         server: an ``MCPServer`` (mcp 2.x), a ``FastMCP`` from fastmcp, an mcp 1.x ``FastMCP``, or a low-level
             ``Server`` of either SDK.
-        client: the :class:`~mcp_tracking.AnalyticsClient`; a default one (``mcp_name`` = the server's name) if omitted.
+        client: the :class:`~mcp_tracking.AnalyticsClient`; the process's shared default one if omitted (events
+            carry the server's name as ``mcp_name`` unless the client sets one).
         options: a :class:`~mcp_tracking.TrackingOptions`, or its fields as keyword arguments.
         add_outcome_tool: also register ``report_task_outcome(success, summary)``, a tool the agent calls
             to report its outcome (``task_completed``). Off by default: the tool list is never changed
@@ -80,23 +101,21 @@ def instrument(server: Any, client: AnalyticsClient | None = None, *, options: T
 
 
 def _install(server: Any, client: AnalyticsClient | None, opts: TrackingOptions) -> Any:
-    module = _module_of(server)
-    name = getattr(server, "name", None)
+    kind = _kind(server)
 
     def make_client() -> AnalyticsClient:
-        return client if client is not None else AnalyticsClient(mcp_name=name if isinstance(name, str) else None)
+        return client if client is not None else default_client()
 
-    if module.startswith("fastmcp") and hasattr(server, "add_middleware"):
+    if kind == "fastmcp":
         from mcp_tracking.adapters.fastmcp import FastMCPTrackingMiddleware
 
         for mw in getattr(server, "middleware", []) or []:
             if isinstance(mw, FastMCPTrackingMiddleware):
                 return mw
-        fmw = FastMCPTrackingMiddleware(make_client(), options=opts)
+        fmw = FastMCPTrackingMiddleware(make_client(), server=server, options=opts)
         server.add_middleware(fmw)
         return fmw
-    if module.startswith("mcp.server.mcpserver") or (module.startswith("mcp.server.lowlevel")
-                                                      and isinstance(getattr(server, "middleware", None), list)):
+    if kind in ("mcpserver", "lowlevel2"):
         from mcp_tracking.adapters.mcpserver import TrackingMiddleware
 
         for mw in server.middleware:
@@ -106,7 +125,7 @@ def _install(server: Any, client: AnalyticsClient | None, opts: TrackingOptions)
                                  options=opts)
         server.middleware.append(tmw)
         return tmw
-    if module.startswith("mcp.server.fastmcp") or module.startswith("mcp.server.lowlevel"):
+    if kind == "v1":
         from mcp_tracking.adapters.mcp_v1 import install_v1
 
         return install_v1(server, make_client(), opts)

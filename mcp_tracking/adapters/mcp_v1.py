@@ -1,21 +1,33 @@
 """mcp 1.x ``FastMCP`` (``from mcp.server.fastmcp import FastMCP``): it has no middleware API.
 
 The hook wraps the low-level ``tools/call`` request handler (``server._mcp_server.request_handlers``),
-which runs after params validation and inside the request context. It is installed by
+which runs after params validation and inside the request context. A connection's session ends when the
+connection closes (its ``ServerSession`` exit stack). It is installed by
 :func:`install_v1` (or ``instrument(server)``) and re-installed if something replaces the handler
 through the SDK's own ``call_tool()`` decorator later: call ``instrument`` again after that.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from mcp_tracking._logging import warn_once
-from mcp_tracking.adapters._common import run_call, str_or_none, tool_manager_lookup
+from mcp_tracking.adapters._common import (
+    default_client,
+    did_you_mean,
+    error_type_of,
+    pydantic_text_errors,
+    recorder_for,
+    run_call,
+    str_or_none,
+    with_text,
+)
 from mcp_tracking.client import AnalyticsClient
-from mcp_tracking.core.recorder import CallInfo, Recorder, TrackingOptions
+from mcp_tracking.core.recorder import CallInfo, TrackingOptions
 from mcp_tracking.core.results import WireResult, text_of
+from mcp_tracking.core.tracker import now_us
 
 MARK = "__mcp_tracking_hook__"
 
@@ -41,7 +53,9 @@ def _access_token() -> Any:
 
 
 class V1Hook:
-    """The wrapped ``tools/call`` handler of an mcp 1.x server."""
+    """The wrapped ``tools/call`` handler of an mcp 1.x server: the SDK dispatches and validates; the hook
+    reads its answer (adding "Did you mean ...?" to ``Unknown tool: x`` and our corrective lines to a refusal
+    of the arguments) and ends a connection's session when the connection closes."""
 
     def __init__(self, server: Any, lowlevel: Any, original: Any, client: AnalyticsClient,
                  options: TrackingOptions) -> None:
@@ -49,9 +63,8 @@ class V1Hook:
         self.lowlevel = lowlevel
         self.original = original
         self.client = client
-        self.recorder = Recorder(client, options)
-        if client.mcp_name is None:
-            client.mcp_name = getattr(server, "name", None)
+        self.recorder = recorder_for(client, options)
+        self.mcp_name = getattr(server, "name", None)
 
     def _info(self, req: Any, name: str, args: Any) -> CallInfo:
         try:
@@ -66,44 +79,107 @@ class V1Hook:
         ci = getattr(cp, "clientInfo", None)
         token = _access_token()
         transport_session = http.headers.get("mcp-session-id") if http is not None else None
+        connection = session if transport_session is None else None
         return CallInfo(
             tool_name=name, arguments=args, meta=meta if isinstance(meta, Mapping) else None,
             transport_session=str_or_none(transport_session),
-            connection=session if transport_session is None else None,
+            connection=connection,
             auth_subject=str_or_none(getattr(token, "subject", None)),
             auth_client_id=str_or_none(getattr(token, "client_id", None)),
             client_name=str_or_none(getattr(ci, "name", None)),
             client_version=str_or_none(getattr(ci, "version", None)),
             protocol_version=str_or_none(getattr(cp, "protocolVersion", None)),
             transport="streamable-http" if http is not None else "stdio",
-            request_id=getattr(rc, "request_id", None), mcp_name=self.client.mcp_name,
+            request_id=getattr(rc, "request_id", None), mcp_name=self.client.mcp_name or self.mcp_name,
+            on_new_connection=self._watch(connection),
         )
+
+    def _watch(self, session: Any) -> Any:
+        """A hook that ends the connection's session when the connection closes: the session's exit stack
+        (``ServerSession`` is an async context manager that the SDK leaves when the connection ends)."""
+        stack = getattr(session, "_exit_stack", None)
+        if stack is None or not hasattr(stack, "callback"):
+            return None
+        recorder = self.recorder
+
+        def on_new(sid: str) -> None:
+            stack.callback(recorder.end_connection, sid)
+
+        return on_new
 
     async def __call__(self, req: Any) -> Any:
         name = getattr(req.params, "name", None)
         args = getattr(req.params, "arguments", None) or {}
         if not isinstance(name, str):
             return await self.original(req)  # malformed: the SDK answers it
-        handle = None
         try:
-            known, schema, names = tool_manager_lookup(self.server, name)
-            handle = self.recorder.begin(self._info(req, name, args), known=known, schema=schema, available=names)
+            manager = getattr(self.server, "_tool_manager", None)
+            tool = manager.get_tool(name) if manager is not None else None
+            info = self._info(req, name, args)
         except Exception:
             warn_once("v1-begin", "mcp_tracking: could not track a tools/call; it proceeds untracked", exc_info=True)
+            return await self.original(req)
+        if tool is None:
+            return await self._unsure(req, info, manager)
+        handle = self.recorder.begin(info, schema=getattr(tool, "parameters", None))
         if handle is not None and handle.reject is not None:
             return _error(handle.reject)
         result = await run_call(self.recorder, handle, name, lambda: self.original(req), timeout_answer=_error)
-        if handle is not None:
-            try:
-                root = getattr(result, "root", result)
-                if getattr(root, "isError", False):
-                    self.recorder.finish(handle, error_type="tool_error", error_message=text_of(root.content))
-                else:
-                    self.recorder.finish(handle, result=WireResult(getattr(root, "structuredContent", None),
-                                                                   getattr(root, "content", None)))
-            except Exception:
-                self.recorder.finish(handle)
+        return self._finish(handle, name, result) if handle is not None else result
+
+    async def _unsure(self, req: Any, info: CallInfo, manager: Any) -> Any:
+        created, started = now_us(), time.perf_counter()
+        try:
+            result = await self.original(req)
+        except BaseException as exc:
+            handle = self.recorder.begin(info, created_us=created)
+            if handle is not None:
+                handle.started = started
+                self.recorder.finish(handle, error_type=error_type_of(exc), exception=exc)
+            raise
+        try:
+            root = getattr(result, "root", result)
+            if getattr(root, "isError", False) and text_of(root.content) == f"Unknown tool: {info.tool_name}":
+                found = self.recorder.unknown(info, lambda: [t.name for t in manager.list_tools()]
+                                              if manager is not None else [])
+                text = did_you_mean(found)
+                if text and self.recorder.options.check_manifest:
+                    return _with_text(result, text, " ")
+                return result
+        except Exception:
+            warn_once("v1-unknown", "mcp_tracking: could not read an unknown tool's answer", exc_info=True)
+            return result
+        handle = self.recorder.begin(info, created_us=created)
+        if handle is None:
+            return result
+        handle.started = started
+        return self._finish(handle, info.tool_name, result)
+
+    def _finish(self, handle: Any, name: str, result: Any) -> Any:
+        try:
+            root = getattr(result, "root", result)
+            if not getattr(root, "isError", False):
+                self.recorder.finish(handle, result=WireResult(getattr(root, "structuredContent", None),
+                                                               getattr(root, "content", None)))
+                return result
+            text = text_of(root.content)
+            prefix = f"Error executing tool {name}: "
+            refused = pydantic_text_errors(text[len(prefix):]) if text.startswith(prefix) else None
+            if refused is not None:
+                lines = self.recorder.refused(handle, refused)
+                return _with_text(result, lines, "\n\n") if lines else result
+            self.recorder.finish(handle, error_type="tool_error", error_message=text)
+        except Exception:
+            warn_once("v1-finish", "mcp_tracking: could not read a tool result", exc_info=True)
+            self.recorder.finish(handle)
         return result
+
+
+def _with_text(result: Any, text: str, sep: str) -> Any:
+    """The SDK's ``ServerResult(CallToolResult)`` with ``text`` added to its first text part (a copy)."""
+    root = getattr(result, "root", result)
+    new_root = with_text(root, text, sep)
+    return _types().ServerResult(new_root) if root is not result else new_root
 
 
 def install_v1(server: Any, client: AnalyticsClient | None = None, options: TrackingOptions | None = None) -> V1Hook:
@@ -116,7 +192,7 @@ def install_v1(server: Any, client: AnalyticsClient | None = None, options: Trac
     current = handlers[types.CallToolRequest]
     if isinstance(current, V1Hook):
         return current
-    hook = V1Hook(server, lowlevel, current, client if client is not None else AnalyticsClient(),
+    hook = V1Hook(server, lowlevel, current, client if client is not None else default_client(),
                   options or TrackingOptions())
     handlers[types.CallToolRequest] = hook
     return hook

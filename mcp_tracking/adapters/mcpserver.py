@@ -4,20 +4,32 @@
     mcp.middleware.append(TrackingMiddleware(client, server=mcp))
 
 The middleware sees every ``tools/call`` before the SDK validates or looks it up; ``call_next``
-returns the serialised wire dict. Answers it gives itself (unknown tool, invalid arguments) are
-serialised exactly as the SDK serialises its own, in both protocol eras.
+returns the serialised wire dict, which it reads (and, for an unknown name or refused arguments, adds
+our corrective text to). The one answer it gives itself (enforce mode) is serialised exactly as the SDK
+serialises its own, in both protocol eras.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from mcp_tracking._logging import warn_once
-from mcp_tracking.adapters._common import run_call, str_or_none, tool_manager_lookup
+from mcp_tracking.adapters._common import (
+    default_client,
+    did_you_mean,
+    error_type_of,
+    pydantic_text_errors,
+    recorder_for,
+    run_call,
+    str_or_none,
+    with_text,
+)
 from mcp_tracking.client import AnalyticsClient
 from mcp_tracking.core.recorder import CallInfo, Recorder, TrackingOptions
 from mcp_tracking.core.results import WireResult, text_of
+from mcp_tracking.core.tracker import now_us
 
 try:  # mcp >= 2
     from mcp_types import SERVER_INFO_META_KEY, CallToolResult, TextContent
@@ -124,12 +136,19 @@ def _peer_facts(connection: Any, meta: dict[str, Any] | None, request: Any, kind
 
 
 class TrackingMiddleware:
-    """Tracks every ``tools/call`` on an ``MCPServer``: identity, manifest, retries, validation, timing.
+    """Tracks every ``tools/call`` on an ``MCPServer``: identity, retries, validation, timing.
+
+    The SDK decides dispatch and validation; the middleware observes its answer, classifies it and adds to
+    it: a name the SDK answers ``Unknown tool: x`` becomes a ``hallucinated_tool_call`` and the answer gains
+    "Did you mean ...?"; arguments the SDK refuses end the call at its ``schema_validation_error`` and the
+    answer gains our corrective lines. In ``validation="enforce"`` mode, arguments our JSON Schema check
+    refuses are answered by us and the tool does not run.
 
     Args:
-        client: the :class:`~mcp_tracking.AnalyticsClient` (a default one on the embedded SQLite store if omitted).
-        server: the ``MCPServer`` whose live tool list is the manifest. Without it, unknown names are still
-            recorded (from the SDK's own answer) but get no suggestion, and arguments are not validated.
+        client: the :class:`~mcp_tracking.AnalyticsClient` (the process's shared default one if omitted).
+        server: the ``MCPServer`` whose live tool list gives the schemas and the suggestions. Without it,
+            unknown names are still recorded (from the SDK's own answer) but get no suggestion, and
+            arguments are checked only by the SDK.
         options: a :class:`~mcp_tracking.TrackingOptions`, or its fields as keyword arguments.
 
     Example:
@@ -141,11 +160,10 @@ class TrackingMiddleware:
                  options: TrackingOptions | None = None, **option_fields: Any) -> None:
         if options is not None and option_fields:
             raise TypeError("pass either options= or option keyword arguments, not both")
-        self.client = client if client is not None else AnalyticsClient()
+        self.client = client if client is not None else default_client()
         self.server = server
-        self.recorder = Recorder(self.client, options or TrackingOptions(**option_fields))
-        if self.client.mcp_name is None and server is not None:
-            self.client.mcp_name = getattr(server, "name", None)
+        self.recorder = recorder_for(self.client, options or TrackingOptions(**option_fields))
+        self.mcp_name = getattr(server, "name", None) if server is not None else None
 
     # -- the middleware --------------------------------------------------------------------------
 
@@ -158,16 +176,18 @@ class TrackingMiddleware:
         args = params.get("arguments") if is_map else None
         if type(name) is not str or not (args is None or type(args) is dict or isinstance(args, Mapping)):
             return await call_next(ctx)  # malformed: the SDK answers -32602 itself
-        handle = None
         try:
-            known, schema, names = tool_manager_lookup(self.server, name)
+            manager = getattr(self.server, "_tool_manager", None)
+            tool = manager.get_tool(name) if manager is not None else None
             info = call_info(ctx, name, args or {}, recorder=self.recorder,
-                             mcp_name=self.client.mcp_name or getattr(self.server, "name", None))
-            handle = self.recorder.begin(info, known=known, schema=schema,
-                                         available=names)
+                             mcp_name=self.client.mcp_name or self.mcp_name)
         except Exception:
             warn_once("mcpserver-begin", "mcp_tracking: could not track a tools/call; it proceeds untracked",
                       exc_info=True)
+            return await call_next(ctx)
+        if tool is None:  # the SDK will say whether it knows the name
+            return await self._unsure(ctx, call_next, info, manager)
+        handle = self.recorder.begin(info, schema=tool.parameters)
         if handle is not None and handle.reject is not None:
             try:
                 return error_result(ctx, self.server, handle.reject)
@@ -175,12 +195,42 @@ class TrackingMiddleware:
                 warn_once("mcpserver-reject", "mcp_tracking: could not build the corrective answer", exc_info=True)
         result = await run_call(self.recorder, handle, name, lambda: call_next(ctx),
                                 timeout_answer=lambda text: error_result(ctx, self.server, text))
-        if handle is not None:
-            self._finish(handle, result)
-        return result
+        return self._finish(handle, name, result) if handle is not None else result
 
-    def _finish(self, handle: Any, result: Any) -> None:
-        """Record the outcome from the wire result; contained like every other stage."""
+    async def _unsure(self, ctx: Any, call_next: Any, info: CallInfo, manager: Any) -> Any:
+        """A name our lookup does not know: the SDK dispatches or answers "Unknown tool" itself."""
+        created, started = now_us(), time.perf_counter()
+        try:
+            result = await call_next(ctx)
+        except BaseException as exc:
+            self._late(info, created, started, exception=exc)
+            raise
+        try:
+            if _says_unknown(result, info.tool_name):
+                found = self.recorder.unknown(info, lambda: [t.name for t in manager.list_tools()]
+                                              if manager is not None else [])
+                text = did_you_mean(found)
+                if text and self.recorder.options.check_manifest:
+                    return with_text(result, text, " ")
+                return result
+        except Exception:
+            warn_once("mcpserver-unknown", "mcp_tracking: could not read an unknown tool's answer", exc_info=True)
+            return result
+        handle = self._late(info, created, started)
+        return self._finish(handle, info.tool_name, result) if handle is not None else result
+
+    def _late(self, info: CallInfo, created: int, started: float, exception: BaseException | None = None) -> Any:
+        """A call the SDK dispatched although our lookup did not know the name: tracked from its start."""
+        handle = self.recorder.begin(info, created_us=created)
+        if handle is not None:
+            handle.started = started
+            if exception is not None:
+                self.recorder.finish(handle, error_type=error_type_of(exception), exception=exception)
+        return handle
+
+    def _finish(self, handle: Any, name: str, result: Any) -> Any:
+        """Record the outcome from the wire result; the SDK's refusal of the arguments gains our corrective
+        lines. Contained like every other stage: on any failure the SDK's result is returned as it is."""
         try:
             if type(result) is dict or isinstance(result, Mapping):
                 is_error = bool(result.get("isError"))
@@ -188,12 +238,25 @@ class TrackingMiddleware:
             else:
                 is_error = bool(getattr(result, "is_error", False))
                 structured, content = getattr(result, "structured_content", None), getattr(result, "content", None)
-            if is_error:
-                text = text_of(content)
-                kind = "unknown_tool" if self.server is None and text.startswith("Unknown tool") else "tool_error"
-                self.recorder.finish(handle, error_type=kind, error_message=text)
-            else:
+            if not is_error:
                 self.recorder.finish(handle, result=WireResult(structured, content))
+                return result
+            text = text_of(content)
+            prefix = f"Error executing tool {name}: "
+            refused = pydantic_text_errors(text[len(prefix):]) if text.startswith(prefix) else None
+            if refused is not None:
+                lines = self.recorder.refused(handle, refused)
+                return with_text(result, lines, "\n\n") if lines else result
+            self.recorder.finish(handle, error_type="tool_error", error_message=text)
         except Exception:
             warn_once("mcpserver-finish", "mcp_tracking: could not read a tool result", exc_info=True)
             self.recorder.finish(handle)
+        return result
+
+
+def _says_unknown(result: Any, name: str) -> bool:
+    """The SDK's own answer for a name it does not know."""
+    if type(result) is dict or isinstance(result, Mapping):
+        return bool(result.get("isError")) and text_of(result.get("content")) == f"Unknown tool: {name}"
+    return bool(getattr(result, "is_error", False)) and text_of(getattr(result, "content", None)) \
+        == f"Unknown tool: {name}"

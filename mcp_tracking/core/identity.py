@@ -53,7 +53,13 @@ def mint(prefix: str) -> str:
 class ByIdentity(Generic[V]):
     """Values keyed by an object's identity (never by ``==``: two connections' context objects can compare
     equal, and some are unhashable), forgotten when the object is collected. Reads take no lock. Values are
-    never ``None``: ``get`` answers ``None`` for "nothing held"."""
+    never ``None``: ``get`` answers ``None`` for "nothing held".
+
+    The weakref callback that forgets a collected object takes **no lock**: a garbage collection can run it
+    on any thread at any allocation, including inside :meth:`setdefault` while that thread holds the lock
+    (a non-reentrant lock there deadlocked the server). It only pops its own entry, and only if the entry
+    still holds that very weakref (``dict.pop`` and the identity test are atomic under the GIL), so a new
+    object that reuses the id is never forgotten by the old one's callback."""
 
     def __init__(self, max_unweakrefable: int = 10_000) -> None:
         self._items: dict[int, tuple[Any, V]] = {}
@@ -61,8 +67,9 @@ class ByIdentity(Generic[V]):
         self.max_unweakrefable = max_unweakrefable
         self._strong = 0
 
-    def _forget(self, key: int) -> None:
-        with self._lock:
+    def _forget(self, key: int, ref: Any) -> None:
+        hit = self._items.get(key)
+        if hit is not None and hit[0] is ref:
             self._items.pop(key, None)
 
     def get(self, obj: Any) -> V | None:
@@ -81,8 +88,8 @@ class ByIdentity(Generic[V]):
             if held is not None:
                 return held
             try:
-                def gone(_ref: Any, k: int = key) -> None:
-                    self._forget(k)
+                def gone(dead: Any, k: int = key) -> None:
+                    self._forget(k, dead)
 
                 ref: Any = weakref.ref(obj, gone)
             except TypeError:  # not weak-referenceable: keep it, bounded

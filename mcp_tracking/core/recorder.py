@@ -1,13 +1,16 @@
-"""The framework-free core: what happened on one tool call, and which events follow.
+"""The interceptors' pipeline over the tracker: what happened on one tool call, as a framework saw it.
 
 Adapters (MCPServer middleware, fastmcp middleware, the mcp 1.x hook, the decorator) gather the facts of
-an inbound call into a :class:`CallInfo`, ask :meth:`Recorder.begin` whether the call may run, run it,
-and report the outcome to :meth:`Recorder.finish`. Per call, in the design's order:
+an inbound call into a :class:`CallInfo`. The framework is the authority on dispatch and validation; this
+pipeline observes, classifies and enriches its answer:
 
-identity → session_start (first sight) → manifest check → retry detection → wrong-tool detection →
-``tool_call_started`` → (unknown name: ``hallucinated_tool_call`` + corrective answer) → schema validation
-(``schema_validation_error`` + corrective answer in *enforce* mode) → run and time →
-``tool_call_completed`` / ``tool_call_failed`` → answer completeness.
+* a name the framework would dispatch: :meth:`Recorder.begin` (identity → ``session_start`` on first sight →
+  the tracker's ``[wrong_tool_error]`` ``tool_call_started`` ``[tool_call_retry]`` → our schema check:
+  ``schema_validation_error``, refusing the call only in *enforce* mode), run it, :meth:`Recorder.finish`
+  (``tool_call_completed`` / ``tool_call_failed`` → answer completeness), or :meth:`Recorder.refused` when
+  the framework refused the arguments (the ``schema_validation_error`` is then the call's terminal event);
+* a name the framework itself answered "not found": :meth:`Recorder.unknown` (``hallucinated_tool_call``
+  only) and the suggestions the adapter adds to the framework's own error.
 
 Every call into the recorder is contained: an internal failure is logged at a limited rate and the
 tool call goes ahead untracked.
@@ -20,9 +23,9 @@ import hashlib
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, NamedTuple
 
-from mcp_tracking._json import dumps, params_hash
+from mcp_tracking._json import dumps
 from mcp_tracking._logging import warn_once
 from mcp_tracking.core import completeness as _completeness
 from mcp_tracking.core.identity import (
@@ -33,16 +36,10 @@ from mcp_tracking.core.identity import (
     meta_value,
     mint,
 )
-from mcp_tracking.core.manifest import SUGGESTION_CUTOFF, suggest, unknown_tool_message
+from mcp_tracking.core.manifest import SUGGESTION_CUTOFF, Suggestion, suggest
 from mcp_tracking.core.results import WireResult, value_bytes
-from mcp_tracking.core.sessions import SessionState
-from mcp_tracking.core.state import failure_reason
+from mcp_tracking.core.tracker import CallHandle, Tracker
 from mcp_tracking.core.validation import ValidatorCache, invalid_arguments_message, validate
-from mcp_tracking.events import EventRecord
-
-if TYPE_CHECKING:
-    from mcp_tracking.client import AnalyticsClient
-
 
 #: The call being tracked, set by every adapter around the tool's execution: a decorated tool inside
 #: a tracked server steps aside instead of tracking the call twice, and the outcome tool finds its session.
@@ -58,9 +55,11 @@ class TrackingOptions:
     """How the interceptors judge calls.
 
     Args:
-        validation: ``"enforce"`` (default: invalid arguments get a corrective error and the tool does not
-            run), ``"observe"`` (record, let the framework decide) or ``"off"``.
-        check_manifest: answer unknown tool names with a "did you mean" error (default on).
+        validation: ``"observe"`` (the default on servers: our check records ``schema_validation_error`` and the
+            framework's own validation decides; when it refuses, its answer gains our corrective lines),
+            ``"enforce"`` (the default of ``@track_tool``: invalid arguments get our corrective error and the
+            tool does not run; stricter than the frameworks, which coerce ``"3"`` to ``3``) or ``"off"``.
+        check_manifest: add "Did you mean ...?" to the framework's answer for an unknown tool name (default on).
         suggestion_cutoff: minimum rapidfuzz score (0-100) for a suggestion.
         completeness: per tool name, the checks run on its result (opt-in).
         completeness_threshold: fraction of checks that must pass for ``answer_complete``.
@@ -69,7 +68,7 @@ class TrackingOptions:
         timeout: seconds after which a tool call is cancelled and recorded as ``timeout`` (off by default).
     """
 
-    validation: ValidationMode = "enforce"
+    validation: ValidationMode = "observe"
     check_manifest: bool = True
     suggestion_cutoff: float = SUGGESTION_CUTOFF
     completeness: Mapping[str, Sequence[_completeness.Check]] = field(default_factory=dict)
@@ -87,6 +86,16 @@ class TrackingOptions:
         if self.timeout is not None and self.timeout <= 0:
             raise ValueError("timeout must be positive")
         self.polling_tools = frozenset(self.polling_tools)
+
+
+class Identity(NamedTuple):
+    """Who made a call and in which session (see :mod:`mcp_tracking.core.identity` for the order)."""
+
+    session_id: str
+    session_source: str
+    user_id: str
+    user_source: str
+    new_connection: bool
 
 
 @dataclass(slots=True)
@@ -113,43 +122,37 @@ class CallInfo:
     framework_span: bool = False
 
 
-@dataclass(slots=True)
-class CallHandle:
-    """One call in flight. ``reject`` is the corrective answer when the call must not run."""
-
-    state: SessionState
-    user_id: str
-    mcp_name: str | None
-    tool_name: str
-    params: Any
-    params_hash: str
-    sequence: int
-    started: float
-    reject: str | None = None
-    reject_kind: str | None = None
-    deferred_retry: bool = False  # repeats an earlier success: retry or polling is decided by its result
-    finished: bool = False
-    span: Any = None  # the framework's live span, enriched with our events (OpenTelemetry sink only)
-
-
 class Recorder:
-    """The per-call pipeline over an :class:`~mcp_tracking.client.AnalyticsClient`."""
+    """The per-call pipeline over a :class:`~mcp_tracking.core.tracker.Tracker`.
 
-    def __init__(self, client: AnalyticsClient, options: TrackingOptions | None = None) -> None:
-        self.client = client
+    Args:
+        tracker: the one door that decides every event.
+        options: how calls are judged (validation mode, suggestions, completeness, ...).
+        otel: the OpenTelemetry sink, when events also go to one (it wants per-call trace context).
+        sanitize: ``value -> JSON text`` as the store keeps it (redacted, capped), for span attributes.
+    """
+
+    def __init__(self, tracker: Tracker, options: TrackingOptions | None = None, *, otel: Any = None,
+                 sanitize: Callable[[Any], str] | None = None) -> None:
+        self.tracker = tracker
         self.options = options or TrackingOptions()
         self.validators = ValidatorCache()
-        self._polling = frozenset(self.options.polling_tools) | client.polling_tools
+        self._polling = frozenset(self.options.polling_tools)
         self._meta_keys = frozenset(self.options.session_meta_keys) | frozenset(self.options.user_meta_keys)
-        #: the OpenTelemetry sink, when the client writes to one (it wants per-call trace context)
-        self._otel: Any = getattr(client.sink, "call_context_consumer", None)
-        #: what adapters work out once per client connection (client name, transport, ...), by connection object
-        self.peers: ByIdentity[Any] = ByIdentity()
+        self._otel = otel
+        self._sanitize = sanitize or (lambda value: dumps(value).decode())
+        if self._polling - tracker.polling_tools:
+            tracker.polling_tools = tracker.polling_tools | self._polling
+
+    @property
+    def peers(self) -> ByIdentity[Any]:
+        """What adapters work out once per client connection (client name, transport, ...)."""
+        return self.tracker.peers
 
     # -- identity --------------------------------------------------------------------------------
 
-    def resolve_identity(self, info: CallInfo) -> tuple[str, str, str, str, bool]:
-        """(session_id, session_source, user_id, user_source, new_connection)."""
+    def resolve_identity(self, info: CallInfo) -> Identity:
+        """Who is calling and in which session; the order is :mod:`mcp_tracking.core.identity`'s."""
         opts = self.options
         bound = current_binding.get()
         meta = info.meta
@@ -163,107 +166,150 @@ class Recorder:
             user, user_source = (info.auth_subject or info.auth_client_id), "auth"
         else:
             user, user_source = "anonymous", "anonymous"
+        user = str(user)
         session = info.explicit_session or (bound.session_id if bound else None) or (
             meta_value(meta, opts.session_meta_keys) if meta else None)
         if session:
-            return session, "explicit", str(user), user_source, False
+            return Identity(session, "explicit", user, user_source, False)
         if info.transport_session:
-            return str(info.transport_session), "transport", str(user), user_source, False
+            return Identity(str(info.transport_session), "transport", user, user_source, False)
         if isinstance(info.connection, str):  # a connection known only by name (an HTTP peer address)
-            return self._session_for_key(f"{info.mcp_name}|{info.connection}", str(user), info.mcp_name), \
-                "connection", str(user), user_source, False
+            return Identity(self._session_for_key(f"{info.mcp_name}|{info.connection}", user, info.mcp_name),
+                            "connection", user, user_source, False)
         if info.connection is not None:
-            sid, created = self.client.connections.get(info.connection)
-            return sid, "connection", str(user), user_source, created
+            sid, created = self.tracker.connections.get(info.connection)
+            return Identity(sid, "connection", user, user_source, created)
         # no session anywhere (a direct call): the caller's identity + an inactivity window
         who = (f"auth:{info.auth_subject or info.auth_client_id}" if user_source == "auth"
                else f"client:{info.client_name}/{info.client_version}" if info.client_name else f"user:{user}")
-        return self._session_for_key(f"{info.mcp_name}|{who}", str(user), info.mcp_name), "identity", str(user), \
-            user_source, False
+        return Identity(self._session_for_key(f"{info.mcp_name}|{who}", user, info.mcp_name), "identity", user,
+                        user_source, False)
 
     def _session_for_key(self, key: str, user: str, mcp_name: str | None) -> str:
         """The live session bound to ``key`` within the idle window, else a new one."""
-        store = self.client.sessions
+        tracker = self.tracker
+        store = tracker.sessions
         with store.lock:
             sid = store.session_for_identity(key)
             if sid is None:
                 sid = mint("idn")
-                shared = self.client.state
-                if shared.shared:  # another replica may have this caller's session
-                    sid = shared.identity_session(key, sid)  # type: ignore[attr-defined]
-                store.get_or_create(sid, user, mcp_name or self.client.mcp_name)
+                if tracker.state.shared:  # another replica may have this caller's session
+                    sid = tracker.state.identity_session(key, sid)  # type: ignore[attr-defined]
+                tracker.session(sid, user, mcp_name)
                 store.bind_identity(key, sid)
         return sid
 
-    # -- begin -----------------------------------------------------------------------------------
+    def _identify(self, info: CallInfo) -> tuple[Identity, dict[str, Any]]:
+        """The caller's identity, its ``session_start`` facts, and the connection-close hook installed."""
+        who = self.resolve_identity(info)
+        if who.new_connection and info.on_new_connection is not None:
+            try:
+                info.on_new_connection(who.session_id)
+            except Exception:
+                warn_once("on-conn", "mcp_tracking: could not watch the connection for its end", exc_info=True)
+        facts = {
+            "client_name": info.client_name, "client_version": info.client_version,
+            "protocol_version": info.protocol_version, "transport": info.transport,
+            "session_source": who.session_source, "user_source": who.user_source,
+        }
+        return who, facts
 
-    def begin(self, info: CallInfo, *, known: bool, schema: Any = None,
-              available: Callable[[], Sequence[str]] | None = None) -> CallHandle | None:
-        """Record the start of a call. ``None`` means tracking failed internally: run the call untracked."""
+    # -- a known tool's call ---------------------------------------------------------------------
+
+    def begin(self, info: CallInfo, *, schema: Any = None, created_us: int | None = None) -> CallHandle | None:
+        """Record the start of a call to a tool the framework will dispatch. ``None`` means tracking failed
+        internally: run the call untracked. ``handle.reject`` is set when *enforce* mode refuses it."""
         try:
-            return self._begin(info, known, schema, available)
+            return self._begin(info, schema, created_us)
         except Exception:
             warn_once("begin", "mcp_tracking: tracking the start of %r failed; the call proceeds untracked",
                       getattr(info, "tool_name", None), exc_info=True)
             return None
 
-    def _begin(self, info: CallInfo, known: bool, schema: Any,
-               available: Callable[[], Sequence[str]] | None) -> CallHandle:
-        client = self.client
-        sid, session_source, user, user_source, new_conn = self.resolve_identity(info)
-        mcp = info.mcp_name or client.mcp_name
+    def _begin(self, info: CallInfo, schema: Any, created_us: int | None) -> CallHandle:
+        who, facts = self._identify(info)
         tool = info.tool_name if type(info.tool_name) is str else str(info.tool_name)
         args = info.arguments
         # snapshot: the tool may mutate its args
         params = dict(args) if type(args) is dict or isinstance(args, Mapping) else args
-        phash = params_hash(params if params is not None else {}, client.hash_key)
-        if new_conn and info.on_new_connection is not None:
-            try:
-                info.on_new_connection(sid)
-            except Exception:
-                warn_once("on-conn", "mcp_tracking: could not watch the connection for its end", exc_info=True)
         otel = self._otel
         span = context = None
         if otel is not None:
-            span, context = self._trace_context(otel, info, session_source)
-        retry_md = wrong_md = None
-        store = client.sessions
-        with store.lock:
-            state, _ = store.get_or_create(sid, user, mcp)
-            start = client.state.begin(state, tool, phash, params, tool in self._polling)
-            seq = start.sequence
-            if start.new_session:
-                client._start_locked(state, {
-                    "client_name": info.client_name, "client_version": info.client_version,
-                    "protocol_version": info.protocol_version, "transport": info.transport,
-                    "session_source": session_source, "user_source": user_source,
-                }, claimed=True)
-            is_retry, attempt = False, 0
-            if start.retry is not None:
-                is_retry = True
-                attempt, original, reason = start.retry
-                retry_md = {
-                    "tool_name": tool, "tool_params": params, "params_hash": phash,
-                    "original_call_sequence": original, "retry_attempt": attempt,
-                    "retry_reason": reason, "call_sequence": seq,
-                }
-                client._emit("tool_call_retry", user, sid, mcp, retry_md)
-            if start.wrong_after is not None:
-                wrong_md = client._wrong_tool(state, user, mcp, start.wrong_after, tool, params, seq)
-            client._emit("tool_call_started", user, sid, mcp, {
-                "tool_name": tool, "tool_params": params, "call_sequence": seq, "is_retry": is_retry,
-                "retry_attempt": attempt, "previous_tool_name": start.previous_tool, "params_hash": phash,
-                "mcp_tool_available": known,
-            }, context)
-        handle = CallHandle(state, user, mcp, tool, params, phash, seq, time.perf_counter(),
-                            deferred_retry=start.deferred)
+            span, context = self._trace_context(otel, info, who.session_source)
+        handle = self.tracker.begin_call(who.session_id, who.user_id, info.mcp_name, tool, params,
+                                         session_facts=facts, created_us=created_us, context=context)
         if span is not None:
-            self._open_span(otel, span, handle, session_source, retry_md, wrong_md)
-        if not known and self.options.check_manifest:
-            self._hallucinated(handle, available)
-        elif known and schema is not None and self.options.validation != "off":
+            self._open_span(otel, span, handle, who.session_source)
+        if schema is not None and self.options.validation != "off":
             self._validate(handle, schema)
         return handle
+
+    def _validate(self, handle: CallHandle, schema: Any) -> None:
+        try:
+            compiled = self.validators.get(handle.tool_name, schema)
+            outcome = validate(compiled, handle.params if handle.params is not None else {})
+        except Exception:
+            warn_once("validate", "mcp_tracking: validating arguments of %r failed", handle.tool_name,
+                      exc_info=True)
+            return
+        if outcome is None:
+            return
+        enforce = bool(outcome.errors) and self.options.validation == "enforce"
+        errors = [{**e, "blocking": True} for e in outcome.errors] + [{**w, "blocking": False}
+                                                                      for w in outcome.warnings]
+        md = self.tracker.schema_error(handle, errors, outcome.schema_version, enforced=enforce)
+        self._live_event(handle, "schema_validation_error", md)
+        if outcome.errors:
+            handle.validation = (outcome, schema)
+        if enforce:
+            handle.reject = invalid_arguments_message(handle.tool_name, outcome, schema)
+            self._released(handle, self.tracker.refuse(handle))
+
+    def refused(self, handle: CallHandle | None, framework_errors: list[dict[str, Any]] | None = None) -> str | None:
+        """The framework refused the call's arguments: its ``schema_validation_error`` (ours, or one built
+        from the framework's errors when our check found nothing) is the call's terminal event. Returns our
+        corrective lines for the framework's answer, when our check found the violations."""
+        if handle is None or handle.finished:
+            return None
+        try:
+            if handle.validation is None:
+                md = self.tracker.schema_error(handle, framework_errors or [], None, enforced=False,
+                                               source="framework")
+                self._live_event(handle, "schema_validation_error", md)
+            self._released(handle, self.tracker.refuse(handle))
+            if handle.validation is not None and self.options.validation != "off":
+                outcome, schema = handle.validation
+                return invalid_arguments_message(handle.tool_name, outcome, schema)
+        except Exception:
+            warn_once("refused", "mcp_tracking: tracking a refused call of %r failed", handle.tool_name,
+                      exc_info=True)
+        return None
+
+    # -- a name the framework does not know ------------------------------------------------------
+
+    def unknown(self, info: CallInfo,
+                available: Callable[[], Sequence[str]] | Sequence[str] | None) -> list[Suggestion]:
+        """The framework answered "not found": ``hallucinated_tool_call`` (nothing else: not a tool call).
+        Returns the close names this caller can call, best first, for the adapter to add to the framework's
+        answer (empty when nothing is close, or on an internal failure)."""
+        try:
+            who, facts = self._identify(info)
+            names = list(available() if callable(available) else available or ())
+            try:
+                found = suggest(info.tool_name, names, cutoff=self.options.suggestion_cutoff)
+            except Exception:
+                warn_once("suggest", "mcp_tracking: the fuzzy matcher failed", exc_info=True)
+                found = []
+            args = info.arguments
+            params = dict(args) if isinstance(args, Mapping) else args
+            self.tracker.hallucinated(who.session_id, who.user_id, info.mcp_name, str(info.tool_name), params,
+                                      names, [(f.name, f.score) for f in found], session_facts=facts)
+            return found
+        except Exception:
+            warn_once("unknown", "mcp_tracking: tracking an unknown tool name failed", exc_info=True)
+            return []
+
+    # -- OpenTelemetry: enrich the framework's span, or hand the sink what it needs ----------------
 
     def _trace_context(self, otel: Any, info: CallInfo, session_source: str) -> tuple[Any, dict[str, Any]]:
         """The framework's live span to enrich, or the facts the sink needs to build the span itself."""
@@ -280,67 +326,30 @@ class Recorder:
                     context[key] = value
         return None, context
 
-    def _open_span(self, otel: Any, span: Any, handle: CallHandle, session_source: str,
-                   retry_md: dict[str, Any] | None, wrong_md: dict[str, Any] | None) -> None:
+    def _open_span(self, otel: Any, span: Any, handle: CallHandle, session_source: str) -> None:
         try:
-            args = self._sanitized(handle.params) if otel.record_arguments else None
+            args = self._sanitize(handle.params) if otel.record_arguments else None
             otel.open_live(span, handle.tool_name, handle.state.session_id, handle.sequence, session_source, args)
-            if retry_md is not None:
-                otel.live_event(span, "tool_call_retry", retry_md)
-            if wrong_md is not None:
-                otel.live_event(span, "wrong_tool_error", wrong_md)
+            for name, md in handle.early or ():
+                otel.live_event(span, name, md)
             handle.span = span
         except Exception:
             warn_once("otel-live", "mcp_tracking: could not enrich the framework's span", exc_info=True)
 
-    def _sanitized(self, value: Any) -> str:
-        """``value`` as the store would keep it (the client's redaction and caps applied), as JSON text."""
-        record: EventRecord | None = EventRecord("tool_call_started", "", None, None, {"tool_params": value})
-        for proc in self.client.emitter.processors:
-            if record is None:
-                return "null"
-            record = proc(record)
-        return dumps(record.metadata.get("tool_params")).decode() if record is not None else "null"
+    def _live_event(self, handle: CallHandle, name: str, metadata: dict[str, Any] | None) -> None:
+        """The event on the framework's live span, when we enrich one."""
+        if handle.span is not None and metadata is not None:
+            try:
+                if name == "tool_call_failed":
+                    handle.span.set_attribute("mcp_tracking.error_type", str(metadata.get("error_type")))
+                else:
+                    self._otel.live_event(handle.span, name, metadata)
+            except Exception:
+                warn_once("otel-live", "mcp_tracking: could not enrich the framework's span", exc_info=True)
 
-    def _hallucinated(self, handle: CallHandle, available: Callable[[], Sequence[str]] | None) -> None:
-        names = list(available()) if available is not None else []
-        try:
-            found = suggest(handle.tool_name, names, cutoff=self.options.suggestion_cutoff)
-        except Exception:
-            warn_once("suggest", "mcp_tracking: the fuzzy matcher failed", exc_info=True)
-            found = []
-        handle.reject = unknown_tool_message(handle.tool_name, found, names)
-        handle.reject_kind = "unknown_tool"
-        self._emit(handle, "hallucinated_tool_call", {
-            "requested_tool_name": handle.tool_name, "tool_params": handle.params, "available_tools": sorted(names),
-            "call_sequence": handle.sequence,
-            "similar_tool_suggested": found[0].name if found else None,
-            "similarity_score": found[0].score if found else None,
-            "suggestions": [s.name for s in found],
-        })
-        self._finish_failed(handle, "unknown_tool", handle.reject, retry_eligible=False)
-
-    def _validate(self, handle: CallHandle, schema: Any) -> None:
-        try:
-            compiled = self.validators.get(handle.tool_name, schema)
-            outcome = validate(compiled, handle.params if handle.params is not None else {})
-        except Exception:
-            warn_once("validate", "mcp_tracking: validating arguments of %r failed", handle.tool_name,
-                      exc_info=True)
-            return
-        if outcome is None:
-            return
-        errors = [{**e, "blocking": True} for e in outcome.errors] + [{**w, "blocking": False}
-                                                                      for w in outcome.warnings]
-        self._emit(handle, "schema_validation_error", {
-            "tool_name": handle.tool_name, "tool_params": handle.params, "validation_errors": errors,
-            "call_sequence": handle.sequence, "schema_version": outcome.schema_version,
-            "enforced": bool(outcome.errors) and self.options.validation == "enforce",
-        })
-        if outcome.errors and self.options.validation == "enforce":
-            handle.reject = invalid_arguments_message(handle.tool_name, outcome, schema)
-            handle.reject_kind = "validation_error"
-            self._finish_failed(handle, "validation_error", handle.reject, retry_eligible=True)
+    def _released(self, handle: CallHandle, retry_md: dict[str, Any] | None) -> None:
+        if retry_md is not None:
+            self._live_event(handle, "tool_call_retry", retry_md)
 
     # -- finish ----------------------------------------------------------------------------------
 
@@ -372,8 +381,10 @@ class Recorder:
             extra = {"exception_type": type(exception).__name__} if exception is not None else {}
             if error_message is None and exception is not None:
                 error_message = str(exception) or type(exception).__name__
-            self._finish_failed(handle, error_type, error_message, elapsed=elapsed,
-                                retry_eligible=error_type not in ("unknown_tool",), **extra)
+            md, retry_md = self.tracker.fail(handle, error_type, error_message, elapsed_ms=elapsed,
+                                             retry_eligible=error_type != "unknown_tool", **extra)
+            self._released(handle, retry_md)
+            self._live_event(handle, "tool_call_failed", md)
             return
         if type(result) is WireResult:  # from a server: its bytes as sent; parsed only for the opt-in readers
             payload = result.wire_bytes()
@@ -381,28 +392,21 @@ class Recorder:
             payload = value_bytes(result) if result is not None else b"null"
         fingerprint = (hashlib.sha256(payload).hexdigest()[:16]  # SHA extensions: ~2x BLAKE2b on big results
                        if len(payload) <= MAX_FINGERPRINT_BYTES else None)
-        handle.finished = True
-        state = handle.state
-        with self.client.sessions.lock:
-            retried = self.client.state.end(state, handle.tool_name, handle.params_hash, handle.sequence, "succeeded",
-                                            fingerprint=fingerprint, deferred=handle.deferred_retry)
-            if retried is not None:
-                self._repeat_was_retry(handle, retried)
-            self.client._emit("tool_call_completed", handle.user_id, state.session_id, handle.mcp_name, {
-                "tool_name": handle.tool_name, "tool_params": handle.params, "success": True,
-                "execution_time_ms": elapsed, "call_sequence": handle.sequence, "params_hash": handle.params_hash,
-                "result_size": len(payload),
-            }, self._result_context(handle, result) if self._otel is not None else None)
+        context = self._result_context(handle, result) if self._otel is not None else None
+        self._released(handle, self.tracker.complete(handle, elapsed_ms=elapsed, result_size=len(payload),
+                                                     fingerprint=fingerprint, context=context))
         checks = self.options.completeness.get(handle.tool_name)
         if checks:
             if type(result) is WireResult:
                 result = result.payload
             report = _completeness.evaluate(checks, result, threshold=self.options.completeness_threshold)
-            self._emit(handle, "answer_complete" if report.complete else "answer_incomplete", {
+            md = {
                 "completeness_score": report.score, "detection_method": "heuristic_validation",
                 "checks_passed": report.passed, "checks_failed": report.failed, "tool_name": handle.tool_name,
                 "result_count": report.result_count, "call_sequence": handle.sequence,
-            })
+            }
+            self.tracker.answer(handle, report.complete, md)
+            self._live_event(handle, "answer_complete" if report.complete else "answer_incomplete", md)
 
     def _result_context(self, handle: CallHandle, result: Any) -> dict[str, Any] | None:
         """The result for the OpenTelemetry span, when the user opted in: redacted and capped like the
@@ -411,7 +415,7 @@ class Recorder:
             return None
         if type(result) is WireResult:
             result = result.payload
-        text = self._sanitized(result)[:MAX_RESULT_ATTRIBUTE]
+        text = self._sanitize(result)[:MAX_RESULT_ATTRIBUTE]
         if handle.span is not None:
             try:
                 handle.span.set_attribute("gen_ai.tool.call.result", text)
@@ -420,54 +424,9 @@ class Recorder:
             return None
         return {"result": text}
 
-    def _repeat_was_retry(self, handle: CallHandle, retried: tuple[int, int]) -> None:
-        """A repeat of an earlier success failed or returned the same result: it was a retry."""
-        attempt, original = retried
-        md = {
-            "tool_name": handle.tool_name, "tool_params": handle.params, "params_hash": handle.params_hash,
-            "original_call_sequence": original, "retry_attempt": attempt,
-            "retry_reason": "repeated_after_success", "call_sequence": handle.sequence,
-        }
-        self.client._emit("tool_call_retry", handle.user_id, handle.state.session_id, handle.mcp_name, md)
-        self._live_event(handle, "tool_call_retry", md)
-
-    def _finish_failed(self, handle: CallHandle, error_type: str, message: str | None, *, elapsed: float = 0.0,
-                       retry_eligible: bool = True, **extra: Any) -> None:
-        handle.finished = True
-        md = {
-            "tool_name": handle.tool_name, "tool_params": handle.params, "error_type": error_type,
-            "error_message": message, "execution_time_ms": elapsed, "call_sequence": handle.sequence,
-            "retry_eligible": retry_eligible, "params_hash": handle.params_hash, **extra,
-        }
-        client = self.client
-        with client.sessions.lock:
-            retried = client.state.end(handle.state, handle.tool_name, handle.params_hash, handle.sequence,
-                                       failure_reason(error_type), error_type=error_type,
-                                       deferred=handle.deferred_retry)
-            if retried is not None:
-                self._repeat_was_retry(handle, retried)
-            client._emit("tool_call_failed", handle.user_id, handle.state.session_id, handle.mcp_name, md)
-        self._live_event(handle, "tool_call_failed", md)
-
-    def _emit(self, handle: CallHandle, name: str, metadata: dict[str, Any]) -> None:
-        with self.client.sessions.lock:
-            self.client._track_locked(handle.state, name, handle.user_id, handle.mcp_name, metadata)
-        self._live_event(handle, name, metadata)
-
-    def _live_event(self, handle: CallHandle, name: str, metadata: dict[str, Any]) -> None:
-        """The event on the framework's live span, when we enrich one."""
-        if handle.span is not None:
-            try:
-                if name == "tool_call_failed":
-                    handle.span.set_attribute("mcp_tracking.error_type", str(metadata.get("error_type")))
-                else:
-                    self._otel.live_event(handle.span, name, metadata)
-            except Exception:
-                warn_once("otel-live", "mcp_tracking: could not enrich the framework's span", exc_info=True)
-
     def end_connection(self, session_id: str) -> None:
         """The connection behind a ``connection`` session closed: end the session now."""
         try:
-            self.client.sessions.end(session_id, "connection_closed")
+            self.tracker.end_session(session_id, "connection_closed")
         except Exception:
             warn_once("end-conn", "mcp_tracking: ending a session at connection close failed", exc_info=True)

@@ -72,10 +72,11 @@ _END = """
 local s, h = KEYS[1], KEYS[2]
 local tool, phash, seq, outcome, etype, fp, deferred, now, ttl =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], tonumber(ARGV[9])
-local failed = outcome ~= 'succeeded'
-redis.call('HINCRBY', s, failed and 'failed' or 'completed', 1)
+local refused = outcome == 'refused'
+local failed = not refused and outcome ~= 'succeeded'
+if not refused then redis.call('HINCRBY', s, failed and 'failed' or 'completed', 1) end
 if redis.call('HGET', s, 'ls') == seq then
-  redis.call('HSET', s, 'lf', failed and '1' or '0', 'le', etype)
+  redis.call('HSET', s, 'lf', refused and 'r' or (failed and '1' or '0'), 'le', etype)
 end
 local res = {0, 0}
 local key = tool .. '|' .. phash
@@ -92,7 +93,7 @@ if entry then
       redis.call('HINCRBY', s, 'retries', 1)
     end
   end
-  if not failed then oldfp = fp end
+  if outcome == 'succeeded' then oldfp = fp end
   redis.call('HSET', h, key, first .. '|' .. lastseq .. '|' .. outcome .. '|' .. retries .. '|' .. oldfp .. '|' .. vol)
 end
 redis.call('HSET', s, 'act', now)
@@ -349,9 +350,10 @@ def _apply(state: SessionState, shared: dict[str, str]) -> None:
     # the shared copy is the truth: what it does not hold, this process's copy must not keep either
     state.last_call = None
     if shared.get("lt"):
-        failed = {"1": True, "0": False}.get(shared.get("lf", ""))
+        flag = shared.get("lf", "")
+        failed = {"1": True, "0": False, "r": False}.get(flag)
         state.last_call = LastCall(shared["lt"], _loads(shared.get("lp", "")), int(shared.get("ls", 0)), failed,
-                                   shared.get("le") or None)
+                                   shared.get("le") or None, flag == "r")
     state.last_answer_complete = shared["ans"] == "1" if shared.get("ans") else None
     state.outcome = shared.get("outcome") or None
     state.task_reported = shared["task"] == "1" if shared.get("task") else None

@@ -27,7 +27,7 @@ class CallHistory:
 
     first_sequence: int
     last_sequence: int
-    last_outcome: str  # "pending", "succeeded", or a failure kind (execution_failed, validation_failed, ...)
+    last_outcome: str  # "pending", "succeeded", "refused", or a failure kind (execution_failed, timeout, ...)
     retries: int = 0
     result_fingerprint: str | None = None
     volatile: bool = False  # its result changed between identical calls: it is polled, not retried
@@ -38,8 +38,9 @@ class LastCall:
     tool_name: str
     tool_params: Any
     sequence: int
-    failed: bool | None = None  # None while running
+    failed: bool | None = None  # None while running; True when it ended in tool_call_failed
     error_type: str | None = None
+    refused: bool = False  # refused on its arguments (ended at its schema_validation_error)
 
 
 @dataclass(slots=True)
@@ -88,36 +89,41 @@ class SessionState:
 
     def call_finished(self, tool: str, phash: str, seq: int | None, *, outcome: str, error_type: str | None = None,
                       params: Any = None, fingerprint: str | None = None) -> None:
-        """A tool call ended: ``outcome`` is ``succeeded`` or a failure reason (execution_failed, ...)."""
-        failed = outcome != "succeeded"
+        """A tool call ended: ``outcome`` is ``succeeded``, ``refused`` (refused on its arguments: not a
+        failure, no counter) or a failure reason (execution_failed, ...). A refused call may still end again
+        (observe mode: it ran after all)."""
+        refused = outcome == "refused"
+        failed = not refused and outcome != "succeeded"
         if failed:
             self.failed_calls += 1
-        else:
+        elif not refused:
             self.completed_calls += 1
         last = self.last_call
         if last is not None and (seq == last.sequence or (seq is None and last.tool_name == tool)):
             last.failed = failed
             last.error_type = error_type
+            last.refused = refused
         elif last is None:
-            self.last_call = LastCall(tool, params, seq or self.sequence, failed, error_type)
+            self.last_call = LastCall(tool, params, seq or self.sequence, failed, error_type, refused)
         entry = self.history.get((tool, phash))
         if entry is not None:
             entry.last_outcome = outcome
-            if not failed:
+            if outcome == "succeeded":
                 entry.result_fingerprint = fingerprint
 
     def duration_ms(self) -> float:
         return round((time.monotonic() - self.started_mono) * 1000.0, 3)
 
     def final_call_succeeded(self) -> bool:
-        return self.last_call is not None and self.last_call.failed is False
+        last = self.last_call
+        return last is not None and last.failed is False and not last.refused
 
     def stats(self) -> dict[str, Any]:
         """The design's session stats (``session_completed`` metadata)."""
         last = self.last_call
         if last is None:
             final = "none"
-        elif last.failed:
+        elif last.failed or last.refused:
             final = "error"
         else:
             final = "tool_result"

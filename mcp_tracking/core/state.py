@@ -66,6 +66,10 @@ class StateBackend(Protocol):
 
 _tuple_new = tuple.__new__
 
+#: the outcome of a call refused on its arguments: its ``schema_validation_error`` ended it. Not a failure
+#: (no ``tool_call_failed``, no wrong-tool switch after it), but an identical repeat is a retry.
+REFUSED = "refused"
+
 _FAILURE_REASON = {
     "validation_error": "validation_failed",
     "unknown_tool": "unknown_tool",
@@ -80,7 +84,10 @@ def failure_reason(error_type: str | None) -> str:
 
 
 def retry_reason(last_outcome: str) -> str:
-    return "duplicate_in_flight" if last_outcome == "pending" else last_outcome
+    """``tool_call_retry.retry_reason`` from the earlier identical call's outcome."""
+    if last_outcome == "pending":
+        return "duplicate_in_flight"
+    return "validation_failed" if last_outcome == REFUSED else last_outcome
 
 
 class LocalState:

@@ -50,6 +50,17 @@ class QueryableSink(Sink, Protocol):
         ...
 
 
+@runtime_checkable
+class LiveSpans(Protocol):
+    """A sink that takes per-call trace context and enriches the framework's live span during a call
+    (the OpenTelemetry sink, or a fan-out holding one)."""
+
+    def live_spans(self) -> Any:
+        """The object the interceptors hand spans and events to (``live_span()``, ``open_live(...)``,
+        ``live_event(...)``, ``record_arguments``, ``record_results``), or ``None``."""
+        ...
+
+
 def matches(
     event: dict[str, Any],
     *,

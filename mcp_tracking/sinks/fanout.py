@@ -16,7 +16,7 @@ from typing import Any
 
 from mcp_tracking._logging import warn_once
 from mcp_tracking.events import EventRecord
-from mcp_tracking.sinks.base import Sink
+from mcp_tracking.sinks.base import LiveSpans, Sink
 
 MAX_REMEMBERED_BATCHES = 1024
 
@@ -45,13 +45,13 @@ class FanoutSink:
     def primary(self) -> Sink:
         return self.sinks[0]
 
-    @property
-    def call_context_consumer(self) -> Any:
+    def live_spans(self) -> Any:
         """The sink among these that wants per-call context (the OpenTelemetry sink), if any."""
         for s in self.sinks:
-            consumer = getattr(s, "call_context_consumer", None)
-            if consumer is not None:
-                return consumer
+            if isinstance(s, LiveSpans):
+                consumer = s.live_spans()
+                if consumer is not None:
+                    return consumer
         return None
 
     def __getattr__(self, name: str) -> Any:

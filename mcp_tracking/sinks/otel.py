@@ -155,8 +155,8 @@ class OTelSink:
 
     # -- on the request path (the interceptors call these when a framework span is live) ----------
 
-    @property
-    def call_context_consumer(self) -> OTelSink:
+    def live_spans(self) -> OTelSink:
+        """This sink wants per-call trace context and enriches live spans (see ``sinks.base.LiveSpans``)."""
         return self
 
     @staticmethod
