@@ -456,13 +456,15 @@ class AnalyticsClient:
                                   checks_passed: Sequence[str] = (), checks_failed: Sequence[str] = (),
                                   tool_name: str | None = None, result_count: int | None = None,
                                   detection_method: str = "explicit_signal", session_id: str | None = None,
-                                  mcp_name: str | None = None) -> bool:
-        """``answer_complete`` / ``answer_incomplete``."""
+                                  mcp_name: str | None = None, call_sequence: int | None = None) -> bool:
+        """``answer_complete`` / ``answer_incomplete`` (for the session's latest call unless ``call_sequence``)."""
+        sid = self._sid(session_id)
         return self.track(user_id, "answer_complete" if complete else "answer_incomplete", {
             "completeness_score": completeness_score, "detection_method": detection_method,
             "checks_passed": list(checks_passed), "checks_failed": list(checks_failed), "tool_name": tool_name,
             "result_count": result_count,
-        }, self._sid(session_id), mcp_name)
+            "call_sequence": call_sequence if call_sequence is not None else self.get_session_tool_call_count(sid),
+        }, sid, mcp_name)
 
     # -- lifecycle -------------------------------------------------------------------------------
 

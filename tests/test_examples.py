@@ -14,7 +14,7 @@ EXAMPLES = {
     "decorator_example.py": "recovery rate: 1.0",
     "instrument_example.py": "'total_sessions': 12",
     "fastmcp_example.py": "hallucination rate: 1.0",
-    "otel_example.py": "span 'tools/call list_models' session=otel-demo seq=4 error=None events=['wrong_tool_error']",
+    "otel_example.py": "span 'tools/call list_models' session=otel-demo seq=3 error=None events=['wrong_tool_error']",
 }
 
 

@@ -272,6 +272,8 @@ class Recorder:
         if handle is None or handle.finished:
             return None
         try:
+            if handle.span is not None:  # the framework may have set its own per-request id meanwhile (fastmcp)
+                handle.span.set_attribute("mcp.session.id", handle.state.session_id)
             if handle.validation is None:
                 md = self.tracker.schema_error(handle, framework_errors or [], None, enforced=False,
                                                source="framework")
@@ -302,8 +304,22 @@ class Recorder:
                 found = []
             args = info.arguments
             params = dict(args) if isinstance(args, Mapping) else args
+            context = None
+            otel = self._otel
+            if otel is not None:
+                span, context = self._trace_context(otel, info, who.session_source)
+                if span is not None:  # the framework traces the request: its span gets our event
+                    try:
+                        span.set_attribute("mcp_tracking.error_type", "unknown_tool")
+                        span.set_attribute("mcp.session.id", who.session_id)
+                        otel.live_event(span, "hallucinated_tool_call", {
+                            "requested_tool_name": info.tool_name,
+                            "similar_tool_suggested": found[0].name if found else None})
+                    except Exception:
+                        warn_once("otel-live", "mcp_tracking: could not enrich the framework's span", exc_info=True)
             self.tracker.hallucinated(who.session_id, who.user_id, info.mcp_name, str(info.tool_name), params,
-                                      names, [(f.name, f.score) for f in found], session_facts=facts)
+                                      names, [(f.name, f.score) for f in found], session_facts=facts,
+                                      context=context)
             return found
         except Exception:
             warn_once("unknown", "mcp_tracking: tracking an unknown tool name failed", exc_info=True)

@@ -120,13 +120,14 @@ class Tracker:
         state, _ = self.sessions.get_or_create(session_id, user_id, self._mcp(mcp_name))
         return state
 
-    def _start(self, state: SessionState, facts: Mapping[str, Any] | None, *, claimed: bool = False) -> None:
-        """``session_start``, once per session (under :attr:`lock`)."""
+    def _start(self, state: SessionState, facts: Mapping[str, Any] | None, *, claimed: bool = False,
+               created_us: int | None = None) -> None:
+        """``session_start``, once per session (under :attr:`lock`), stamped no later than the first call."""
         if facts is None or (not claimed and not self.state.claim_start(state)):
             return
         state.session_source = facts.get("session_source")
         state.user_source = facts.get("user_source")
-        self._emit("session_start", state.user_id, state.session_id, state.mcp_name, dict(facts))
+        self._emit("session_start", state.user_id, state.session_id, state.mcp_name, dict(facts), created_us)
 
     def start_session(self, session_id: str, user_id: str, mcp_name: str | None, facts: Mapping[str, Any]) -> None:
         with self.lock:
@@ -213,7 +214,7 @@ class Tracker:
 
     def hallucinated(self, session_id: str, user_id: str, mcp_name: str | None, requested: str, params: Any,
                      available: Sequence[str], suggestions: Sequence[tuple[str, float]],
-                     session_facts: Mapping[str, Any] | None = None) -> bool:
+                     session_facts: Mapping[str, Any] | None = None, context: dict[str, Any] | None = None) -> bool:
         """``hallucinated_tool_call``: a name that is not a tool. Not a call: no sequence, no step."""
         with self.lock:
             state = self.session(session_id, user_id, mcp_name)
@@ -226,7 +227,7 @@ class Tracker:
                 "suggestions": [name for name, _ in suggestions],
             }
             self.state.note(state, "hallucinated_tool_call", md)
-            return self._emit("hallucinated_tool_call", state.user_id, session_id, state.mcp_name, md)
+            return self._emit("hallucinated_tool_call", state.user_id, session_id, state.mcp_name, md, None, context)
 
     def begin_call(self, session_id: str, user_id: str, mcp_name: str | None, tool: str, params: Any, *,
                    phash: str | None = None, session_facts: Mapping[str, Any] | None = None,
@@ -246,7 +247,7 @@ class Tracker:
             polling = tool in self.polling_tools
             start = self.state.begin(state, tool, phash, params, polling, claim=session_facts is not None)
             if start.new_session:
-                self._start(state, session_facts, claimed=True)
+                self._start(state, session_facts, claimed=True, created_us=created)
             handle = CallHandle(state, user_id, state.mcp_name, tool, params, phash, start.sequence, started)
             retry_md = None
             if start.retry is not None:

@@ -183,6 +183,30 @@ class MetricsResult:
         return out
 
 
+def unknown_tools(confusion: list[tuple[str, str, str | None, int]]) -> list[dict[str, Any]]:
+    """The names agents asked for that are not tools: how often, the tool we suggested, and the tools the
+    agents actually called next (what they meant: an alias or a rename to consider). Most asked first."""
+    names: dict[str, dict[str, Any]] = {}
+    for kind, a, b, n in confusion:
+        if kind not in ("hallucination", "after_unknown") or a is None:
+            continue
+        entry = names.setdefault(a, {"requested_tool_name": a, "count": 0, "suggested": None, "called_next": {},
+                                     "_best": -1})
+        if kind == "hallucination":
+            entry["count"] += n
+            if b is not None and n > entry["_best"]:
+                entry["suggested"], entry["_best"] = b, n
+        elif b is not None:
+            entry["called_next"][b] = entry["called_next"].get(b, 0) + n
+    out = []
+    for entry in sorted(names.values(), key=lambda e: (-e["count"], e["requested_tool_name"])):
+        entry.pop("_best")
+        entry["called_next"] = dict(sorted(entry["called_next"].items(), key=lambda kv: (-kv[1], kv[0])))
+        if entry["count"]:
+            out.append(entry)
+    return out
+
+
 def derive(agg: Aggregates, scope: dict[str, Any]) -> MetricsResult:
     """Counts → the ten metrics and the extra views (shared by every backend)."""
     t = agg.totals
@@ -231,7 +255,9 @@ def derive(agg: Aggregates, scope: dict[str, Any]) -> MetricsResult:
     confusion = [
         {"kind": kind, "from_tool": a, "to_tool": b, "count": n}
         for kind, a, b, n in sorted(agg.confusion, key=lambda r: (-r[3], r[0], r[1] or "", r[2] or ""))
+        if kind != "after_unknown"
     ]
+    metrics["unknown_tools"] = {"names": unknown_tools(agg.confusion)}
     hotspots = [
         {"tool_name": tool, "field": fld, "kind": kind, "count": n, "example_error": ex}
         for tool, fld, kind, n, ex in sorted(agg.hotspots,

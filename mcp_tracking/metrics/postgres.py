@@ -106,6 +106,10 @@ CONFUSION = """
     SELECT 'wrong_tool', metadata->>'first_tool_name', metadata->>'second_tool_name', COUNT(*)
     FROM raw_analytics WHERE event_name = 'wrong_tool_error' {and_where}
     GROUP BY 2, 3
+    UNION ALL
+    SELECT 'after_unknown', metadata->>'after_hallucinated_tool', tool_name, COUNT(*)
+    FROM raw_analytics WHERE event_name = 'tool_call_started' AND metadata ? 'after_hallucinated_tool' {and_where}
+    GROUP BY 2, 3
 """
 
 HOTSPOTS = """
@@ -165,7 +169,7 @@ def aggregates(conn: Any, filters: dict[str, Any], *, breakdown: str | None = No
                 tc = tools.get(name) or tools.setdefault(name, ToolCounts(name))
                 tc.latency_count, tc.latency_sum, tc.latency_max = int(lat_n), int(lat_us) / 1000.0, lat_max
                 tc.latency_p50, tc.latency_p95 = p50, p95
-            cur.execute(CONFUSION.format(and_where=and_where), params + params)
+            cur.execute(CONFUSION.format(and_where=and_where), params * 3)
             confusion = [(k, a, b, int(n)) for k, a, b, n in cur.fetchall() if a is not None]
             cur.execute(HOTSPOTS.format(and_where_r=and_where_r), params)
             hotspots = [(t, f, k, int(n), ex) for t, f, k, n, ex in cur.fetchall()]

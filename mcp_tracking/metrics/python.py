@@ -106,6 +106,9 @@ def aggregates(events: Iterable[dict[str, Any]], *, breakdown: str | None = None
                 tc = tools[tool] = ToolCounts(tool)
             if name == "tool_call_started":
                 tc.calls += 1
+                after = md.get("after_hallucinated_tool")
+                if after is not None:
+                    confusion[("after_unknown", after, tool)] += 1
             elif name == "tool_call_failed":
                 tc.failed += 1
             else:

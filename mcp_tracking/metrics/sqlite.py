@@ -124,6 +124,11 @@ CONFUSION = """
         COUNT(*)
     FROM raw_analytics WHERE event_name = 'wrong_tool_error' {and_where}
     GROUP BY 2, 3
+    UNION ALL
+    SELECT 'after_unknown', json_extract(metadata, '$.after_hallucinated_tool'), tool_name, COUNT(*)
+    FROM raw_analytics WHERE event_name = 'tool_call_started' AND metadata LIKE '%"after_hallucinated_tool"%'
+        {and_where}
+    GROUP BY 2, 3
 """
 
 HOTSPOTS = """

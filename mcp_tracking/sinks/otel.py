@@ -124,6 +124,7 @@ class _Call:
     end_ns: int | None = None
     error_type: str | None = None
     error_message: str | None = None
+    refused_ns: int | None = None  # its schema_validation_error: the end, unless the call runs (observe mode)
 
 
 class OTelSink:
@@ -190,11 +191,33 @@ class OTelSink:
         for record in batch:
             self._take(record)
 
+    def _end_refused(self, sid: str | None) -> None:
+        """A call refused on its arguments has no completion: it ended at its ``schema_validation_error``,
+        known once the session moves on (its next call, its outcome or its end)."""
+        for (call_sid, _), call in self._calls.items():
+            if call_sid == sid and call.end_ns is None and call.refused_ns is not None:
+                call.end_ns = call.refused_ns
+                call.error_type = "validation_error"
+                call.attributes["mcp_tracking.error_type"] = "validation_error"
+
     def _take(self, record: EventRecord) -> None:
         name = record.event_name
         md = record.metadata if isinstance(record.metadata, dict) else {}
         sid = record.session_id
         ts = record.ts_us * 1000
+        if name in ("tool_call_started", "session_end", "hallucinated_tool_call") or name in OUTCOME_EVENTS:
+            self._end_refused(sid)
+        if name == "hallucinated_tool_call":  # not a tool call: one instant span saying what was asked for
+            context = getattr(record, "call_context", None) or {}
+            if context.get("enriched"):
+                return  # the framework's own span of the request carries it
+            tool = str(md.get("requested_tool_name"))
+            attrs = call_attributes(tool, sid, context)
+            attrs["mcp_tracking.error_type"] = "unknown_tool"
+            call = _Call(tool, ts, attrs, _parent_context(context), [(name, event_attributes(name, md), ts)], end_ns=ts,
+                         error_type="unknown_tool", error_message=f"Unknown tool: {tool}"[:500])
+            self._calls[(sid, -record.ts_us)] = call
+            return
         if name == "tool_call_started":
             seq = md.get("call_sequence")
             if not isinstance(seq, int):
@@ -233,6 +256,12 @@ class OTelSink:
             pending = self._calls.get(key)
             if pending is not None:
                 pending.events.append(event)
+                if name == "schema_validation_error" and any(
+                        isinstance(e, dict) and e.get("blocking") is not False for e in md.get("validation_errors")
+                        or ()):
+                    pending.refused_ns = ts
+                    if md.get("enforced"):  # refused by us: no completion can follow
+                        self._end_refused(sid)
             elif name in ("tool_call_retry", "wrong_tool_error"):  # these precede tool_call_started
                 self._early.setdefault(key, []).append(event)
                 while len(self._early) > MAX_PENDING_CALLS:
