@@ -38,7 +38,7 @@ def main() -> None:
     rng = random.Random(1)
     with tempfile.TemporaryDirectory() as d:
         client = AnalyticsClient(SQLiteSink(Path(d) / "mem.db"), handle_sigterm=False)
-        recorder = Recorder(client)
+        recorder = Recorder(client.tracker)
         base = rss_mb()
         marks = []
         t0 = time.perf_counter()
@@ -47,7 +47,7 @@ def main() -> None:
             info = CallInfo(tool_name="get_benchmark_results_by_filters", arguments={
                 "model_name": f"model-{rng.randrange(50)}", "limit": rng.randrange(1, 20)},
                 explicit_session=sid, explicit_user=f"user-{rng.randrange(5000)}", mcp_name="drea")
-            handle = recorder.begin(info, known=True, schema=SCHEMA)
+            handle = recorder.begin(info, schema=SCHEMA)
             recorder.finish(handle, result=[{"score": 1.0}])
             if i == args.calls // 10:
                 marks.append(rss_mb())

@@ -146,7 +146,7 @@ class ToolCallRetryMetadata(_Metadata):
     original_call_sequence: int | None = None
     retry_attempt: int | None = None
     retry_reason: str | None = Field(
-        None, description="execution_failed, validation_failed, unknown_tool, timeout, same_result_repeated"
+        None, description="execution_failed, validation_failed, timeout, duplicate_in_flight, repeated_after_success"
     )
     call_sequence: int | None = None
 

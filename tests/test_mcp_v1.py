@@ -52,13 +52,28 @@ async def test_scripted_session_v1():
     assert texts[2][0] and "no results for model 'nope'" in texts[2][1]  # v1's own answer, untouched
     names = [e["event_name"] for e in sink.events]
     assert names == [
-        "session_start", "tool_call_started", "hallucinated_tool_call", "tool_call_failed", "wrong_tool_error",
-        "tool_call_started", "schema_validation_error", "tool_call_failed", "wrong_tool_error", "tool_call_started",
-        "tool_call_failed", "tool_call_retry", "tool_call_started", "tool_call_failed", "wrong_tool_error",
-        "tool_call_started", "tool_call_completed", "answer_complete", "session_completed", "session_end"]
+        "session_start", "hallucinated_tool_call", "tool_call_started", "schema_validation_error",
+        "tool_call_started", "tool_call_failed", "tool_call_started", "tool_call_retry", "tool_call_failed",
+        "wrong_tool_error", "tool_call_started", "tool_call_completed", "answer_complete", "session_completed",
+        "session_end"]
     seqs = [e["metadata"]["call_sequence"] for e in sink.events if e["event_name"] == "tool_call_started"]
-    assert seqs == [1, 2, 3, 4, 5]
+    assert seqs == [1, 2, 3, 4]  # the unknown name took no number
+    # the connection closed when the client left: the session ended then, not at client.close()
+    assert sink.events[-1]["metadata"]["end_reason"] == "connection_closed"
     assert sink.events[0]["metadata"]["client_name"] == "mcp"
+
+
+async def test_v1_session_ends_when_the_connection_closes():
+    """In process: after a call and a disconnect, the session's outcome and session_end are written at once,
+    with reason connection_closed (before, they waited for the idle timeout or client.close())."""
+    server, client, sink, _ = tracked()
+    async with create_connected_server_and_client_session(server) as s:
+        await s.call_tool("list_models", {})
+    assert client.flush()
+    names = [e["event_name"] for e in sink.events]
+    assert names == ["session_start", "tool_call_started", "tool_call_completed", "session_completed", "session_end"]
+    assert sink.events[-1]["metadata"]["end_reason"] == "connection_closed"
+    client.close()
 
 
 async def test_v1_stdio_subprocess(tmp_path):
@@ -78,6 +93,10 @@ async def test_v1_stdio_subprocess(tmp_path):
         assert not (await s.call_tool("get_leaderboard", {"benchmark": "mmlu"})).isError
     result = compute_metrics(f"sqlite:///{db}")
     assert result.totals.hallucinations == 1 and result.totals.completed_calls == 1
+    from mcp_tracking.sinks import SQLiteSink
+
+    ends = [e for e in SQLiteSink(db).iter_events() if e["event_name"] == "session_end"]
+    assert [e["metadata"]["end_reason"] for e in ends] == ["connection_closed"]  # stdio closed: session over
 
 
 V1_HTTP_SERVER = """
@@ -114,4 +133,4 @@ async def test_v1_streamable_http(tmp_path):
     events = list(SQLiteSink(db).iter_events())
     start = next(e for e in events if e["event_name"] == "session_start")
     assert start["session_id"] == session_id and start["metadata"]["session_source"] == "transport"
-    assert [e["metadata"]["call_sequence"] for e in events if e["event_name"] == "tool_call_started"] == [1, 2]
+    assert [e["metadata"]["call_sequence"] for e in events if e["event_name"] == "tool_call_started"] == [1]
