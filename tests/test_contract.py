@@ -27,6 +27,15 @@ def mcpserver(client: AnalyticsClient, **options) -> MCPServer:
     return server
 
 
+def fastmcp_server(client: AnalyticsClient, **options):
+    fastmcp = pytest.importorskip("fastmcp")
+    server = fastmcp.FastMCP("scenario")
+    for tool in TOOLS:
+        server.tool(tool)
+    instrument(server, client, **options)
+    return server
+
+
 async def run_on_server(server, mode: str = "auto") -> list[tuple[bool, str]]:
     answers = []
     async with Client(server, mode=mode) as c:
@@ -99,10 +108,7 @@ async def test_fastmcp():
     fastmcp = pytest.importorskip("fastmcp")
     sink = MemorySink()
     client = AnalyticsClient(sink, flush_interval=0.02)
-    server = fastmcp.FastMCP("scenario")
-    for tool in TOOLS:
-        server.tool(tool)
-    instrument(server, client, completeness=completeness())
+    server = fastmcp_server(client, completeness=completeness())
     answers = []
     async with fastmcp.Client(server) as c:
         for _, tool, args, _ in steps(SERVER_STEPS):
@@ -117,15 +123,12 @@ async def test_fastmcp():
 async def test_fastmcp_programmatic_errors_keep_their_type():
     """server.call_tool(): an unknown name still raises fastmcp's NotFoundError, bad arguments its
     ValidationError; the events are the contract's."""
-    fastmcp = pytest.importorskip("fastmcp")
+    pytest.importorskip("fastmcp")
     from fastmcp.exceptions import NotFoundError, ValidationError
 
     sink = MemorySink()
     client = AnalyticsClient(sink, flush_interval=0.02)
-    server = fastmcp.FastMCP("scenario")
-    for tool in TOOLS:
-        server.tool(tool)
-    instrument(server, client)
+    server = fastmcp_server(client)
     with pytest.raises(NotFoundError, match=r"^Unknown tool: 'serach'$"):
         await server.call_tool("serach", {})
     with pytest.raises(ValidationError):

@@ -282,8 +282,8 @@ FAULT_STAGES = [
     ("mcp_tracking.adapters.mcpserver._peer_facts", None),
     ("mcp_tracking.core.identity.ByIdentity.get", None),
     ("mcp_tracking.core.recorder.validate", None),
-    ("mcp_tracking.adapters.mcpserver.did_you_mean", None),
-    ("mcp_tracking.adapters.mcpserver.pydantic_text_errors", None),
+    ("mcp_tracking.adapters._common.did_you_mean", None),
+    ("mcp_tracking.adapters._common.pydantic_text_errors", None),
     ("mcp_tracking.core.results.payload_of", None),
     ("mcp_tracking.emit.emitter.Emitter.emit", None),
 ]

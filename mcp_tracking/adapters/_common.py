@@ -6,15 +6,18 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
 
 from mcp_tracking._json import dumps
+from mcp_tracking._logging import warn_once
 from mcp_tracking.client import AnalyticsClient
 from mcp_tracking.core.manifest import Suggestion
 from mcp_tracking.core.recorder import CallHandle, Recorder, TrackingOptions, current_call
+from mcp_tracking.core.tracker import now_us
 from mcp_tracking.events import EventRecord
 
 _default: AnalyticsClient | None = None
@@ -68,6 +71,52 @@ def after(base: str, sep: str) -> str:
     if sep == " " and not base.rstrip().endswith((".", "?", "!", ":")):
         return ". "
     return sep
+
+
+def suggestion(recorder: Recorder, info: Any, available: Any) -> str | None:
+    """The framework said "not found": record the hallucination and return the "Did you mean" sentence to
+    add to its answer (``None`` when nothing is close or suggestions are off)."""
+    text = did_you_mean(recorder.unknown(info, available))
+    return text if text and recorder.options.check_manifest else None
+
+
+def sdk_refusal(recorder: Recorder, handle: CallHandle, name: str, text: str) -> tuple[bool, str | None]:
+    """Whether an mcp SDK error answer (1.x and 2.x word it alike) is its refusal of the arguments
+    (``Error executing tool <name>: N validation error(s) for <name>Arguments ...``); if so the call is
+    recorded as refused, and our corrective lines for the answer come back with ``True``."""
+    prefix = f"Error executing tool {name}: "
+    errors = pydantic_text_errors(text[len(prefix):]) if text.startswith(prefix) else None
+    if errors is None:
+        return False, None
+    return True, recorder.refused(handle, errors)
+
+
+async def ask_sdk(recorder: Recorder, info: Any, call: Callable[[], Awaitable[Any]], *,
+                  says_unknown: Callable[[Any], bool], add_text: Callable[[Any, str], Any],
+                  names: Callable[[], list[str]], finish: Callable[[CallHandle, Any], Any]) -> Any:
+    """A name our lookup does not know, on an mcp SDK server (1.x or 2.x): the SDK dispatches it or answers
+    "Unknown tool" itself. A hallucination gets the suggestion added to the SDK's answer; a call it did
+    dispatch is tracked from when it was asked (``finish(handle, result)`` reads its result)."""
+    since = since_now()
+    try:
+        result = await call()
+    except BaseException as exc:
+        recorder.late(info, since, error_type=error_type_of(exc), exception=exc)
+        raise
+    try:
+        if says_unknown(result):
+            text = suggestion(recorder, info, names)
+            return add_text(result, text) if text else result
+    except Exception:
+        warn_once("sdk-unknown", "mcp_tracking: could not read an unknown tool's answer", exc_info=True)
+        return result
+    handle = recorder.late(info, since)
+    return finish(handle, result) if handle is not None else result
+
+
+def since_now() -> tuple[int, float]:
+    """When a call was handed to the framework: (µs since the epoch, ``perf_counter``)."""
+    return now_us(), time.perf_counter()
 
 
 def append_text(content: Any, text: str, sep: str) -> Any:

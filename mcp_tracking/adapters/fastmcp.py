@@ -11,25 +11,24 @@ message), so fastmcp answers the agent as it always does.
 from __future__ import annotations
 
 import contextvars
-import time
 from typing import Any
 
 from mcp_tracking._logging import warn_once
 from mcp_tracking.adapters._common import (
     append_to_exception,
     default_client,
-    did_you_mean,
     error_type_of,
     pydantic_errors,
     recorder_for,
     run_call,
+    since_now,
     str_or_none,
+    suggestion,
     with_text,
 )
 from mcp_tracking.client import AnalyticsClient
 from mcp_tracking.core.recorder import CallInfo, TrackingOptions
 from mcp_tracking.core.results import WireResult, text_of
-from mcp_tracking.core.tracker import now_us
 
 try:
     from fastmcp.exceptions import NotFoundError
@@ -211,7 +210,7 @@ class FastMCPTrackingMiddleware(Middleware):  # type: ignore[misc]
     async def _unsure(self, context: Any, call_next: Any, info: CallInfo, server: Any) -> Any:
         """A name ``get_tool`` does not know: fastmcp dispatches it (hashed names, providers) or raises
         ``NotFoundError``; only then is it a hallucination."""
-        created, started = now_us(), time.perf_counter()
+        since = since_now()
         try:
             result = await call_next(context)
         except NotFoundError:
@@ -220,21 +219,16 @@ class FastMCPTrackingMiddleware(Middleware):  # type: ignore[misc]
                     names = [t.name for t in await server.list_tools()] if server is not None else []
             except Exception:
                 names = []
-            found = self.recorder.unknown(info, names)
-            text = did_you_mean(found)
+            text = suggestion(self.recorder, info, names)
             holder = _suggestion.get()
-            if text and holder is not None and self.recorder.options.check_manifest:
+            if text and holder is not None:
                 holder.append(text)  # for fastmcp's wire answer; the exception itself stays fastmcp's
             raise
         except BaseException as exc:
-            handle = self.recorder.begin(info, created_us=created)
-            if handle is not None:
-                handle.started = started
-                self.recorder.finish(handle, error_type=_error_type(exc), exception=exc)
+            self.recorder.late(info, since, error_type=_error_type(exc), exception=exc)
             raise
-        handle = self.recorder.begin(info, created_us=created)
+        handle = self.recorder.late(info, since)
         if handle is not None:
-            handle.started = started
             if getattr(result, "is_error", False):
                 self.recorder.finish(handle, error_type="tool_error", error_message=text_of(result.content))
             else:

@@ -9,25 +9,22 @@ through the SDK's own ``call_tool()`` decorator later: call ``instrument`` again
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
 from mcp_tracking._logging import warn_once
 from mcp_tracking.adapters._common import (
+    ask_sdk,
     default_client,
-    did_you_mean,
-    error_type_of,
-    pydantic_text_errors,
     recorder_for,
     run_call,
+    sdk_refusal,
     str_or_none,
     with_text,
 )
 from mcp_tracking.client import AnalyticsClient
 from mcp_tracking.core.recorder import CallInfo, TrackingOptions
 from mcp_tracking.core.results import WireResult, text_of
-from mcp_tracking.core.tracker import now_us
 
 MARK = "__mcp_tracking_hook__"
 
@@ -128,32 +125,17 @@ class V1Hook:
         return self._finish(handle, name, result) if handle is not None else result
 
     async def _unsure(self, req: Any, info: CallInfo, manager: Any) -> Any:
-        created, started = now_us(), time.perf_counter()
-        try:
-            result = await self.original(req)
-        except BaseException as exc:
-            handle = self.recorder.begin(info, created_us=created)
-            if handle is not None:
-                handle.started = started
-                self.recorder.finish(handle, error_type=error_type_of(exc), exception=exc)
-            raise
-        try:
+        """A name our lookup does not know: the SDK dispatches or answers "Unknown tool" itself."""
+        name = info.tool_name
+
+        def says_unknown(result: Any) -> bool:
             root = getattr(result, "root", result)
-            if getattr(root, "isError", False) and text_of(root.content) == f"Unknown tool: {info.tool_name}":
-                found = self.recorder.unknown(info, lambda: [t.name for t in manager.list_tools()]
-                                              if manager is not None else [])
-                text = did_you_mean(found)
-                if text and self.recorder.options.check_manifest:
-                    return _with_text(result, text, " ")
-                return result
-        except Exception:
-            warn_once("v1-unknown", "mcp_tracking: could not read an unknown tool's answer", exc_info=True)
-            return result
-        handle = self.recorder.begin(info, created_us=created)
-        if handle is None:
-            return result
-        handle.started = started
-        return self._finish(handle, info.tool_name, result)
+            return bool(getattr(root, "isError", False)) and text_of(root.content) == f"Unknown tool: {name}"
+
+        return await ask_sdk(self.recorder, info, lambda: self.original(req), says_unknown=says_unknown,
+                             add_text=lambda result, text: _with_text(result, text, " "),
+                             names=lambda: [t.name for t in manager.list_tools()] if manager is not None else [],
+                             finish=lambda handle, result: self._finish(handle, name, result))
 
     def _finish(self, handle: Any, name: str, result: Any) -> Any:
         try:
@@ -163,10 +145,8 @@ class V1Hook:
                                                                getattr(root, "content", None)))
                 return result
             text = text_of(root.content)
-            prefix = f"Error executing tool {name}: "
-            refused = pydantic_text_errors(text[len(prefix):]) if text.startswith(prefix) else None
-            if refused is not None:
-                lines = self.recorder.refused(handle, refused)
+            refused, lines = sdk_refusal(self.recorder, handle, name, text)
+            if refused:
                 return _with_text(result, lines, "\n\n") if lines else result
             self.recorder.finish(handle, error_type="tool_error", error_message=text)
         except Exception:

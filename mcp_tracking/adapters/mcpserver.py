@@ -11,25 +11,22 @@ serialises its own, in both protocol eras.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
 from mcp_tracking._logging import warn_once
 from mcp_tracking.adapters._common import (
+    ask_sdk,
     default_client,
-    did_you_mean,
-    error_type_of,
-    pydantic_text_errors,
     recorder_for,
     run_call,
+    sdk_refusal,
     str_or_none,
     with_text,
 )
 from mcp_tracking.client import AnalyticsClient
 from mcp_tracking.core.recorder import CallInfo, Recorder, TrackingOptions
 from mcp_tracking.core.results import WireResult, text_of
-from mcp_tracking.core.tracker import now_us
 
 try:  # mcp >= 2
     from mcp_types import SERVER_INFO_META_KEY, CallToolResult, TextContent
@@ -199,34 +196,12 @@ class TrackingMiddleware:
 
     async def _unsure(self, ctx: Any, call_next: Any, info: CallInfo, manager: Any) -> Any:
         """A name our lookup does not know: the SDK dispatches or answers "Unknown tool" itself."""
-        created, started = now_us(), time.perf_counter()
-        try:
-            result = await call_next(ctx)
-        except BaseException as exc:
-            self._late(info, created, started, exception=exc)
-            raise
-        try:
-            if _says_unknown(result, info.tool_name):
-                found = self.recorder.unknown(info, lambda: [t.name for t in manager.list_tools()]
-                                              if manager is not None else [])
-                text = did_you_mean(found)
-                if text and self.recorder.options.check_manifest:
-                    return with_text(result, text, " ")
-                return result
-        except Exception:
-            warn_once("mcpserver-unknown", "mcp_tracking: could not read an unknown tool's answer", exc_info=True)
-            return result
-        handle = self._late(info, created, started)
-        return self._finish(handle, info.tool_name, result) if handle is not None else result
-
-    def _late(self, info: CallInfo, created: int, started: float, exception: BaseException | None = None) -> Any:
-        """A call the SDK dispatched although our lookup did not know the name: tracked from its start."""
-        handle = self.recorder.begin(info, created_us=created)
-        if handle is not None:
-            handle.started = started
-            if exception is not None:
-                self.recorder.finish(handle, error_type=error_type_of(exception), exception=exception)
-        return handle
+        name = info.tool_name
+        return await ask_sdk(self.recorder, info, lambda: call_next(ctx),
+                             says_unknown=lambda result: _says_unknown(result, name),
+                             add_text=lambda result, text: with_text(result, text, " "),
+                             names=lambda: [t.name for t in manager.list_tools()] if manager is not None else [],
+                             finish=lambda handle, result: self._finish(handle, name, result))
 
     def _finish(self, handle: Any, name: str, result: Any) -> Any:
         """Record the outcome from the wire result; the SDK's refusal of the arguments gains our corrective
@@ -242,10 +217,8 @@ class TrackingMiddleware:
                 self.recorder.finish(handle, result=WireResult(structured, content))
                 return result
             text = text_of(content)
-            prefix = f"Error executing tool {name}: "
-            refused = pydantic_text_errors(text[len(prefix):]) if text.startswith(prefix) else None
-            if refused is not None:
-                lines = self.recorder.refused(handle, refused)
+            refused, lines = sdk_refusal(self.recorder, handle, name, text)
+            if refused:
                 return with_text(result, lines, "\n\n") if lines else result
             self.recorder.finish(handle, error_type="tool_error", error_message=text)
         except Exception:

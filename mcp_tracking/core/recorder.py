@@ -244,6 +244,19 @@ class Recorder:
             self._validate(handle, schema)
         return handle
 
+    def late(self, info: CallInfo, since: tuple[int, float], *, error_type: str | None = None,
+             exception: BaseException | None = None) -> CallHandle | None:
+        """A call the framework dispatched although our lookup did not know the name (hashed or late-bound
+        names): tracked from ``since`` (µs since the epoch, ``perf_counter``), when the framework was asked.
+        With ``exception``, it already ended in it."""
+        created, started = since
+        handle = self.begin(info, created_us=created)
+        if handle is not None:
+            handle.started = started
+            if exception is not None:
+                self.finish(handle, error_type=error_type, exception=exception)
+        return handle
+
     def _validate(self, handle: CallHandle, schema: Any) -> None:
         try:
             compiled = self.validators.get(handle.tool_name, schema)
