@@ -294,7 +294,7 @@ class Recorder:
             self._released(handle, self.tracker.refuse(handle))
             if handle.validation is not None and self.options.validation != "off":
                 outcome, schema = handle.validation
-                return invalid_arguments_message(handle.tool_name, outcome, schema)
+                return invalid_arguments_message(None, outcome, schema)  # follows the framework's error
         except Exception:
             warn_once("refused", "mcp_tracking: tracking a refused call of %r failed", handle.tool_name,
                       exc_info=True)

@@ -294,9 +294,12 @@ def _describe_schema(schema: Any) -> str:
     return "Expected arguments: " + ", ".join(parts) + "."
 
 
-def invalid_arguments_message(tool_name: str, outcome: ValidationOutcome, schema: Any) -> str:
-    """The corrective answer an agent gets for arguments that break the schema."""
-    lines = [f"Invalid arguments for tool {tool_name!r}:"]
+def invalid_arguments_message(tool_name: str | None, outcome: ValidationOutcome, schema: Any) -> str:
+    """The corrective answer an agent gets for arguments that break the schema. Without a tool name it is
+    worded to follow the framework's own error, which names the tool already (and may name it differently:
+    a transformed tool's error must read the same as its original's)."""
+    lines = [f"Invalid arguments for tool {tool_name!r}:" if tool_name is not None
+             else "What the tool's input schema says about these arguments:"]
     for e in outcome.errors + outcome.warnings:
         where = e["field"] or "(arguments)"
         lines.append(f"- {where}: {e['error']}")
