@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from mcp_tracking.sinks.otel import OTelSink
     from mcp_tracking.sinks.postgres import PostgresSink
 
-__version__ = "0.1.0"
+from mcp_tracking._version import __version__
 
 _LAZY = {
     "TrackingMiddleware": "mcp_tracking.adapters.mcpserver",

@@ -113,8 +113,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     info: dict[str, Any] = {
         "store": args.db, "events": t.events, "sessions": t.sessions, "tool_calls": t.tool_calls,
         "first_event": span[0].isoformat() if span else None, "last_event": span[1].isoformat() if span else None}
-    read_health = getattr(sink, "read_health", None)
-    processes = read_health() if read_health is not None else []
+    from mcp_tracking.sinks.base import HealthStore
+
+    processes = sink.read_health() if isinstance(sink, HealthStore) else []
     if args.format == "json":
         print(json.dumps({**info, "writers": processes}, indent=2))
         return 0
@@ -181,7 +182,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mcp_tracking import __version__
+    from mcp_tracking._version import __version__
     from mcp_tracking.sinks import default_url
 
     p = argparse.ArgumentParser(prog="mcp-tracking", description="Agent-quality analytics for MCP servers.")

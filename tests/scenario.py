@@ -40,6 +40,31 @@ def status() -> dict[str, int]:
 TOOLS = [search, lookup, list_items, status]
 
 
+def mcpserver(client: Any, **options: Any) -> Any:
+    """An ``MCPServer`` with the four tools, instrumented with ``client``."""
+    from mcp.server.mcpserver import MCPServer
+
+    from mcp_tracking import instrument
+
+    server = MCPServer("scenario")
+    for tool in TOOLS:
+        server.add_tool(tool)
+    instrument(server, client, completeness=completeness(), **options)
+    return server
+
+
+async def run_on_server(server: Any, mode: str = "auto") -> list[tuple[bool, str]]:
+    """The scripted session's calls through a real in-process client: ``(is_error, text)`` per call."""
+    from mcp import Client
+
+    answers = []
+    async with Client(server, mode=mode) as c:
+        for _, tool, args, _ in steps(SERVER_STEPS):
+            r = await c.call_tool(tool, args)
+            answers.append((r.is_error, r.content[0].text if r.content else ""))
+    return answers
+
+
 def completeness() -> dict[str, list[Any]]:
     from mcp_tracking import has_multiple_results, has_result_data
 

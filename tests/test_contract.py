@@ -11,20 +11,21 @@ from __future__ import annotations
 import anyio
 import pytest
 from mcp import Client
-from mcp.server.mcpserver import MCPServer
-from scenario import SERVER_STEPS, TOOLS, comparable, completeness, expected, shape, steps
+from scenario import (
+    SERVER_STEPS,
+    TOOLS,
+    comparable,
+    completeness,
+    expected,
+    mcpserver,
+    run_on_server,
+    shape,
+    steps,
+)
 
 from mcp_tracking import AnalyticsClient, MemorySink, compute_metrics, instrument, track_tool
 
 pytestmark = pytest.mark.anyio
-
-
-def mcpserver(client: AnalyticsClient, **options) -> MCPServer:
-    server = MCPServer("scenario")
-    for tool in TOOLS:
-        server.add_tool(tool)
-    instrument(server, client, completeness=completeness(), **options)
-    return server
 
 
 def fastmcp_server(client: AnalyticsClient, **options):
@@ -34,15 +35,6 @@ def fastmcp_server(client: AnalyticsClient, **options):
         server.tool(tool)
     instrument(server, client, **options)
     return server
-
-
-async def run_on_server(server, mode: str = "auto") -> list[tuple[bool, str]]:
-    answers = []
-    async with Client(server, mode=mode) as c:
-        for _, tool, args, _ in steps(SERVER_STEPS):
-            r = await c.call_tool(tool, args)
-            answers.append((r.is_error, r.content[0].text if r.content else ""))
-    return answers
 
 
 def check_answers(answers: list[tuple[bool, str]], unknown_prefix: str) -> None:

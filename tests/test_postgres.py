@@ -217,6 +217,56 @@ def test_design_sql_runs_unchanged_and_agrees(pg_url, demo_events):
         assert r4(recovery) == compute_metrics(pg_url).value("recovery_rate")
 
 
+def test_design_sql_agrees_on_the_contract_scenario(pg_url, tmp_path):
+    """The contract's scripted session (every kind of event, tests/scenario.py) recorded from real MCP calls,
+    stored by PostgresSink: the design's ten queries, verbatim, give compute_metrics' numbers and the ones
+    worked out by hand. Latency is the documented exception: the design pairs each completed event with the
+    event before it (right here, where calls do not overlap; wrong when they do, see the next test), while
+    compute_metrics reads each call's own execution_time_ms."""
+    from scenario import mcpserver, run_on_server
+
+    sink = MemorySink()
+    client = AnalyticsClient(sink, flush_interval=0.02)
+    anyio.run(run_on_server, mcpserver(client))
+    client.close()
+    events = [EventRecord.from_dict(e) for e in sink.events]
+    (user,), (session,) = {e.user_id for e in events}, {e.session_id for e in events}
+    store = PostgresSink(pg_url)
+    store.write(events)
+    lite = sink_from_url(f"sqlite:///{tmp_path / 'same.db'}")
+    lite.write(events)
+    span = store.time_span({})  # both SQL stores answer with the same aware datetimes
+    assert span == lite.time_span({}) == (events[0].created_at, events[-1].created_at)
+    assert span[0].tzinfo is not None and store.time_span({"session_id": "none"}) is None
+    store.close()
+    lite.close()
+    ours = compute_metrics(pg_url)
+    t = ours.totals
+    with psycopg.connect(pg_url) as conn:
+        def one(key: str) -> tuple:
+            (row,) = design(conn, key, user=user, session=session)
+            return row
+
+        assert one("task_completion_rate")[1:] == (1, 1, 1.0) and ours.value("task_completion_rate") == 1.0
+        assert one("steps_to_goal")[1] == 10 == ours.value("steps_to_goal")  # the unknown name is not a step
+        _, total, failed, schema, wrong, clarity = one("semantic_clarity_score")
+        assert (total, failed, schema, wrong) == (10, 2, 3, 1) == (
+            t.tool_calls, t.failed_calls, t.schema_errors, t.wrong_tool_errors)
+        assert r4(clarity) == 0.3 == ours.value("semantic_clarity_score")  # 1 - (3 + 1 + 3 retries) / 10
+        assert r4(one("retry_rate")[1]) == 0.3 == ours.value("retry_rate")
+        assert one("hallucination_rate")[1] == 1.0 == ours.value("hallucination_rate")
+        assert r4(one("schema_violation_rate")[1]) == 0.3 == ours.value("schema_violation_rate")
+        assert one("recovery_rate")[0] == 1.0 == ours.value("recovery_rate")
+        assert one("answer_completeness_rate")[1] == 1.0 == ours.value("answer_completeness_rate")
+        popularity = {p["tool_name"]: p["call_count"] for p in ours.metrics["tool_popularity"]["tools"]}
+        assert dict(design(conn, "tool_popularity", user=user, session=session)) == popularity == {
+            "search": 4, "lookup": 2, "list_items": 2, "status": 2}  # no "serach"
+        latency = design(conn, "latency_per_step", user=user, session=session)
+        completed = [e.metadata["tool_name"] for e in events if e.event_name == "tool_call_completed"]
+        assert [tool for tool, _ in latency] == completed and all(ms >= 0 for _, ms in latency)
+        assert ours.metrics["latency_per_step"]["count"] == len(completed) == 6
+
+
 def test_design_latency_query_pairs_the_wrong_events_when_calls_overlap(pg_url):
     """Two overlapping calls in one session: LAG gives the slow call ~100 ms, its own time is ~300 ms."""
     sink = PostgresSink(pg_url)

@@ -22,7 +22,7 @@ from mcp_tracking._logging import warn_once
 from mcp_tracking.emit.processors import FastPath, Processor, default_processors, ensure_json
 from mcp_tracking.emit.spool import Spool, default_spool_dir
 from mcp_tracking.events import EventRecord
-from mcp_tracking.sinks.base import Sink
+from mcp_tracking.sinks.base import HealthStore, Sink
 
 DEFAULT_MAX_QUEUE_SIZE = 50_000
 DEFAULT_BATCH_SIZE = 1000
@@ -255,11 +255,11 @@ class Emitter:
     def _write_health(self, now: float) -> None:
         """Record this process's counters in the store, where it can (SQLite, PostgreSQL)."""
         self._health_at = now
-        write = getattr(self.sink, "write_health", None)
-        if write is None or (self._taken == 0 and self._queue_empty()):
+        sink = self.sink
+        if not isinstance(sink, HealthStore) or (self._taken == 0 and self._queue_empty()):
             return
         try:
-            write(f"{socket.gethostname()}:{os.getpid()}:{id(self):x}", self.stats.as_dict())
+            sink.write_health(f"{socket.gethostname()}:{os.getpid()}:{id(self):x}", self.stats.as_dict())
         except Exception:
             warn_once("health", "mcp_tracking: could not record emitter health in %r", self.sink, exc_info=True)
 

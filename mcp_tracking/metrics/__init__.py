@@ -16,7 +16,7 @@ from typing import Any
 
 from mcp_tracking.metrics.model import METRIC_KEYS, Aggregates, MetricsResult, Totals, derive, scope_of
 from mcp_tracking.sinks import sink_from_url
-from mcp_tracking.sinks.base import QueryableSink, Sink
+from mcp_tracking.sinks.base import QueryableSink, Sink, SQLStore
 
 __all__ = ["METRIC_KEYS", "Aggregates", "MetricsResult", "Totals", "compute_metrics"]
 
@@ -55,9 +55,15 @@ def compute_metrics(
                                "since": _aware(since), "until": _aware(until)}
     sink = source if isinstance(source, Sink) else sink_from_url(source, read_only=True)
     scope = scope_of(**filters)
-    compute_in_db = getattr(sink, "compute_aggregates", None)
-    if compute_in_db is not None:  # SQL stores count in the database
-        return derive(compute_in_db(filters, breakdown=breakdown), scope)
+    if isinstance(sink, SQLStore):  # SQL stores count in the database
+        if sink.dialect == "sqlite":
+            from mcp_tracking.metrics import sqlite as sql
+        elif sink.dialect == "postgresql":
+            from mcp_tracking.metrics import postgres as sql  # type: ignore[no-redef]
+        else:
+            raise MetricsError(f"no metrics SQL for the {sink.dialect!r} dialect of {sink!r}")
+        with sink.read_snapshot() as (conn, second):
+            return derive(sql.aggregates(conn, filters, breakdown=breakdown, second=second), scope)
     if isinstance(sink, QueryableSink):
         from mcp_tracking.metrics import python as twin
 

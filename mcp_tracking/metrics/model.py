@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +27,41 @@ METRIC_KEYS = (
 )
 
 RETRY_LOOP_MIN_CALLS = 3
+
+#: The one event -> counter mapping: per event name, the :class:`Totals` field that counts it, in the order of
+#: those fields. The SQL of both stores (:func:`count_columns`, :func:`sum_columns`) and the Python twin are
+#: generated from it.
+COUNTED = {
+    "tool_call_started": "tool_calls",
+    "tool_call_completed": "completed_calls",
+    "tool_call_failed": "failed_calls",
+    "tool_call_retry": "retries",
+    "schema_validation_error": "schema_errors",
+    "wrong_tool_error": "wrong_tool_errors",
+    "hallucinated_tool_call": "hallucinations",
+    "answer_complete": "answers_complete",
+    "answer_incomplete": "answers_incomplete",
+}
+#: per event name, the :class:`ToolCounts` field that counts it
+TOOL_FIELDS = {"tool_call_started": "calls", "tool_call_completed": "completed", "tool_call_failed": "failed"}
+#: the events that make a session one "with errors" (the design's recovery rate)
+ERROR_EVENTS = ("tool_call_failed", "schema_validation_error")
+
+
+def sql_in(names: tuple[str, ...]) -> str:
+    """``('a', 'b')``: a SQL list of event names (constants of this module, never user input)."""
+    return "(" + ", ".join(f"'{n}'" for n in names) + ")"
+
+
+def count_columns(count: str) -> str:
+    """One column per counted event, named after its :class:`Totals` field: ``count`` is the dialect's
+    conditional count with ``{event}`` for the event name (``SUM(event_name = '{event}')``)."""
+    return ",\n        ".join(f"{count.format(event=name)} AS {fld}" for name, fld in COUNTED.items())
+
+
+def sum_columns() -> str:
+    """The sums of :func:`count_columns`' columns, in the same order."""
+    return ", ".join(f"COALESCE(SUM({fld}), 0)" for fld in COUNTED.values())
 
 
 @dataclass
@@ -51,6 +86,12 @@ class Totals:
     answers_incomplete: int = 0
     sessions_with_errors: int = 0  # ... with tool_call_failed or schema_validation_error
     recovered_sessions: int = 0  # ... of those, with a successful session_completed
+
+
+_FIELDS = [f.name for f in fields(Totals)]
+_AT = _FIELDS.index("tool_calls")
+# the counted fields sit together, in COUNTED's order (the SQL rows are read in field order)
+assert _FIELDS[_AT:_AT + len(COUNTED)] == list(COUNTED.values()), "COUNTED and Totals disagree"
 
 
 @dataclass
@@ -278,14 +319,6 @@ def scope_of(**filters: Any) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in filters.items()}
 
 
-#: per event name, the ``Totals`` field it counts, and the per-tool field
-COUNTED = {
-    "tool_call_started": "tool_calls", "tool_call_completed": "completed_calls", "tool_call_failed": "failed_calls",
-    "tool_call_retry": "retries", "schema_validation_error": "schema_errors", "wrong_tool_error": "wrong_tool_errors",
-    "hallucinated_tool_call": "hallucinations", "answer_complete": "answers_complete",
-    "answer_incomplete": "answers_incomplete",
-}
-TOOL_FIELDS = {"tool_call_started": "calls", "tool_call_completed": "completed", "tool_call_failed": "failed"}
 
 
 def count_events(rows: Any) -> tuple[Totals, dict[str, ToolCounts]]:

@@ -13,21 +13,25 @@ from typing import Any
 
 from mcp_tracking.metrics.model import (
     COUNTED,
+    ERROR_EVENTS,
     RETRY_LOOP_MIN_CALLS,
     Aggregates,
     ToolCounts,
     Totals,
+    count_columns,
     count_events,
     run_halves,
     set_session_facts,
+    sql_in,
+    sum_columns,
     totals_of,
 )
-from mcp_tracking.sinks.sqlite import where_clause
+from mcp_tracking.sinks.sql import where_clause
 
 # the counted event types (per tool for the three tool_call_* ones), read from the event index
 EVENT_COUNTS = f"""
     SELECT event_name, tool_name, COUNT(*) FROM raw_analytics
-    WHERE event_name IN ({", ".join(f"'{name}'" for name in COUNTED)}) {{and_where}}
+    WHERE event_name IN {sql_in(tuple(COUNTED))} {{and_where}}
     GROUP BY event_name, tool_name
 """
 
@@ -43,11 +47,11 @@ LATENCY = """
 """
 
 # Per session: whether it started, completed, succeeded, and saw an error (shared by both session passes).
-_SESSION_FLAGS = """
+_SESSION_FLAGS = f"""
         bool_or(event_name = 'session_start')::int AS has_start,
         bool_or(event_name = 'session_completed')::int AS has_completed,
         COALESCE(bool_or(event_name = 'session_completed' AND success), false)::int AS ok,
-        bool_or(event_name IN ('tool_call_failed', 'schema_validation_error'))::int AS has_error"""
+        bool_or(event_name IN {sql_in(ERROR_EVENTS)})::int AS has_error"""
 
 # Over the sessions: the events and the session facts in set_session_facts' order (the event counts, which
 # TOTALS sums per group, go between the steps and the errors).
@@ -57,8 +61,8 @@ _FACTS_HEAD = """
         COALESCE(SUM(has_start) FILTER (WHERE session_id IS NOT NULL), 0),
         COALESCE(SUM(has_completed) FILTER (WHERE session_id IS NOT NULL), 0),
         COALESCE(SUM(ok) FILTER (WHERE session_id IS NOT NULL), 0),
-        COALESCE(SUM(started) FILTER (WHERE session_id IS NOT NULL AND ok = 1), 0),
-        MAX(started) FILTER (WHERE session_id IS NOT NULL AND ok = 1),"""
+        COALESCE(SUM(tool_calls) FILTER (WHERE session_id IS NOT NULL AND ok = 1), 0),
+        MAX(tool_calls) FILTER (WHERE session_id IS NOT NULL AND ok = 1),"""
 _FACTS_TAIL = """
         COALESCE(SUM(has_error) FILTER (WHERE session_id IS NOT NULL), 0),
         COUNT(*) FILTER (WHERE session_id IS NOT NULL AND has_error = 1 AND ok = 1)"""
@@ -68,7 +72,7 @@ _FACTS_TAIL = """
 SESSION_FACTS = f"""
     SELECT {_FACTS_HEAD}{_FACTS_TAIL}
     FROM (SELECT session_id, COUNT(*) AS n,
-              COUNT(*) FILTER (WHERE event_name = 'tool_call_started') AS started,{_SESSION_FLAGS}
+              COUNT(*) FILTER (WHERE event_name = 'tool_call_started') AS tool_calls,{_SESSION_FLAGS}
           FROM raw_analytics {{where}}
           GROUP BY session_id) AS s
 """
@@ -76,24 +80,14 @@ SESSION_FACTS = f"""
 # With a breakdown, every count per session, summed per group.
 PER_SESSION = f"""
     SELECT {{keys}}, COUNT(*) AS n,
-        COUNT(*) FILTER (WHERE event_name = 'tool_call_started') AS started,
-        COUNT(*) FILTER (WHERE event_name = 'tool_call_completed') AS completed,
-        COUNT(*) FILTER (WHERE event_name = 'tool_call_failed') AS failed,
-        COUNT(*) FILTER (WHERE event_name = 'tool_call_retry') AS retries,
-        COUNT(*) FILTER (WHERE event_name = 'schema_validation_error') AS schema_errors,
-        COUNT(*) FILTER (WHERE event_name = 'wrong_tool_error') AS wrong,
-        COUNT(*) FILTER (WHERE event_name = 'hallucinated_tool_call') AS halluc,
-        COUNT(*) FILTER (WHERE event_name = 'answer_complete') AS ac,
-        COUNT(*) FILTER (WHERE event_name = 'answer_incomplete') AS ai,{_SESSION_FLAGS}
+        {count_columns("COUNT(*) FILTER (WHERE event_name = '{event}')")},{_SESSION_FLAGS}
     FROM raw_analytics {{where}}
     GROUP BY {{keys}}
 """
 
 TOTALS = f"""
     SELECT {{group_select}} {_FACTS_HEAD}
-        COALESCE(SUM(started), 0), COALESCE(SUM(completed), 0), COALESCE(SUM(failed), 0),
-        COALESCE(SUM(retries), 0), COALESCE(SUM(schema_errors), 0), COALESCE(SUM(wrong), 0),
-        COALESCE(SUM(halluc), 0), COALESCE(SUM(ac), 0), COALESCE(SUM(ai), 0),{_FACTS_TAIL}
+        {sum_columns()},{_FACTS_TAIL}
     FROM ({{per_session}}) AS s
     {{group_by}}
 """

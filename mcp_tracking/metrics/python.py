@@ -1,7 +1,8 @@
 """The pure-Python twin of the SQL metrics, for stores that cannot run SQL (memory, JSON lines).
 
-It reads the same fields the SQL reads (:func:`~mcp_tracking.sinks.sqlite.extracted`) and counts by
-the same rules, so the same events give identical numbers (a test checks this on random sessions).
+It reads the same fields the SQL reads (:func:`~mcp_tracking.sinks.rows.extracted`) and counts by the
+same rules (:data:`~mcp_tracking.metrics.model.COUNTED`), so the same events give identical numbers (a test
+checks this on random sessions).
 """
 
 from __future__ import annotations
@@ -12,20 +13,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mcp_tracking.metrics.model import RETRY_LOOP_MIN_CALLS, Aggregates, ToolCounts, Totals, rank_offset
+from mcp_tracking.metrics.model import (
+    COUNTED,
+    ERROR_EVENTS,
+    RETRY_LOOP_MIN_CALLS,
+    Aggregates,
+    ToolCounts,
+    Totals,
+    rank_offset,
+)
 from mcp_tracking.sinks.rows import extracted
-
-_COUNTED = {
-    "tool_call_started": "started",
-    "tool_call_completed": "completed",
-    "tool_call_failed": "failed",
-    "tool_call_retry": "retries",
-    "schema_validation_error": "schema_errors",
-    "wrong_tool_error": "wrong",
-    "hallucinated_tool_call": "halluc",
-    "answer_complete": "ac",
-    "answer_incomplete": "ai",
-}
 
 
 @dataclass
@@ -43,15 +40,8 @@ def _sum(sessions: dict[Any, _Session]) -> Totals:
     for sid, s in sessions.items():
         c = s.counts
         t.events += s.n
-        t.tool_calls += c["started"]
-        t.completed_calls += c["completed"]
-        t.failed_calls += c["failed"]
-        t.retries += c["retries"]
-        t.schema_errors += c["schema_errors"]
-        t.wrong_tool_errors += c["wrong"]
-        t.hallucinations += c["halluc"]
-        t.answers_complete += c["ac"]
-        t.answers_incomplete += c["ai"]
+        for fld in COUNTED.values():
+            setattr(t, fld, getattr(t, fld) + c[fld])
         session_id = sid[-1] if isinstance(sid, tuple) else sid
         if session_id is None:
             continue
@@ -62,8 +52,8 @@ def _sum(sessions: dict[Any, _Session]) -> Totals:
         t.sessions_with_errors += s.has_error
         t.recovered_sessions += s.has_error and s.ok
         if s.ok:
-            t.steps_in_successful += c["started"]
-            t.max_steps_successful = max(t.max_steps_successful or 0, c["started"])
+            t.steps_in_successful += c["tool_calls"]
+            t.max_steps_successful = max(t.max_steps_successful or 0, c["tool_calls"])
     return t
 
 
@@ -89,7 +79,7 @@ def aggregates(events: Iterable[dict[str, Any]], *, breakdown: str | None = None
             targets.append(by_user[(e.get("user_id"), sid)])
         for s in targets:
             s.n += 1
-            key = _COUNTED.get(name)
+            key = COUNTED.get(name)
             if key:
                 s.counts[key] += 1
             if name == "session_start":
@@ -98,7 +88,7 @@ def aggregates(events: Iterable[dict[str, Any]], *, breakdown: str | None = None
                 s.has_completed = True
                 if ok == 1:
                     s.ok = True
-            if name in ("tool_call_failed", "schema_validation_error"):
+            if name in ERROR_EVENTS:
                 s.has_error = True
         if name in ("tool_call_started", "tool_call_completed", "tool_call_failed") and tool is not None:
             tc = tools.get(tool)

@@ -14,17 +14,21 @@ import sqlite3
 from typing import Any
 
 from mcp_tracking.metrics.model import (
+    ERROR_EVENTS,
     RETRY_LOOP_MIN_CALLS,
     Aggregates,
     ToolCounts,
     Totals,
+    count_columns,
     count_events,
     rank_offset,
     run_halves,
     set_session_facts,
+    sql_in,
+    sum_columns,
     totals_of,
 )
-from mcp_tracking.sinks.sqlite import named_params, where_clause
+from mcp_tracking.sinks.sql import named_params, where_clause
 
 EVENT_COUNTS = """
     SELECT event_name, tool_name, COUNT(*) FROM raw_analytics {where} GROUP BY event_name, tool_name
@@ -50,18 +54,18 @@ SESSION_COUNTS = """
                                WHERE event_name = 'session_start' AND +session_id IS NOT NULL {aw}))
 """
 
-SESSIONS = """
+SESSIONS = f"""
     WITH
     done AS (SELECT session_id, MAX(success = 1) AS ok FROM raw_analytics
-             WHERE event_name = 'session_completed' AND +session_id IS NOT NULL {aw} GROUP BY session_id),
+             WHERE event_name = 'session_completed' AND +session_id IS NOT NULL {{aw}} GROUP BY session_id),
     errs AS (SELECT DISTINCT session_id FROM raw_analytics
-             WHERE event_name IN ('tool_call_failed', 'schema_validation_error') AND +session_id IS NOT NULL {aw}),
+             WHERE event_name IN {sql_in(ERROR_EVENTS)} AND +session_id IS NOT NULL {{aw}}),
     okf AS (SELECT
                 (SELECT COUNT(*) FROM raw_analytics AS r
-                 WHERE r.session_id = d.session_id AND r.event_name = 'tool_call_started' {awr}) AS n,
+                 WHERE r.session_id = d.session_id AND r.event_name = 'tool_call_started' {{awr}}) AS n,
                 EXISTS (SELECT 1 FROM raw_analytics AS r
                         WHERE r.session_id = d.session_id
-                          AND r.event_name IN ('tool_call_failed', 'schema_validation_error') {awr}) AS e
+                          AND r.event_name IN {sql_in(ERROR_EVENTS)} {{awr}}) AS e
             FROM done AS d WHERE d.ok = 1)
     SELECT
         (SELECT COUNT(*) FROM done),
@@ -72,41 +76,32 @@ SESSIONS = """
         (SELECT COALESCE(SUM(e), 0) FROM okf)
 """
 
-PER_SESSION = """
-    SELECT {keys}, COUNT(*) AS n,
-        SUM(event_name = 'tool_call_started') AS started,
-        SUM(event_name = 'tool_call_completed') AS completed,
-        SUM(event_name = 'tool_call_failed') AS failed,
-        SUM(event_name = 'tool_call_retry') AS retries,
-        SUM(event_name = 'schema_validation_error') AS schema_errors,
-        SUM(event_name = 'wrong_tool_error') AS wrong,
-        SUM(event_name = 'hallucinated_tool_call') AS halluc,
-        SUM(event_name = 'answer_complete') AS ac,
-        SUM(event_name = 'answer_incomplete') AS ai,
+PER_SESSION = f"""
+    SELECT {{keys}}, COUNT(*) AS n,
+        {count_columns("SUM(event_name = '{event}')")},
         MAX(event_name = 'session_start') AS has_start,
         MAX(event_name = 'session_completed') AS has_completed,
         MAX(event_name = 'session_completed' AND success = 1) AS ok,
-        MAX(event_name IN ('tool_call_failed', 'schema_validation_error')) AS has_error
-    FROM raw_analytics {where}
-    GROUP BY {keys}
+        MAX(event_name IN {sql_in(ERROR_EVENTS)}) AS has_error
+    FROM raw_analytics {{where}}
+    GROUP BY {{keys}}
 """
 
-TOTALS = """
-    SELECT {group_select}
+# Per group, the Totals fields in order (see totals_of)
+TOTALS = f"""
+    SELECT {{group_select}}
         COALESCE(SUM(n), 0),
         COUNT(session_id),
         COALESCE(SUM(CASE WHEN session_id IS NOT NULL THEN has_start END), 0),
         COALESCE(SUM(CASE WHEN session_id IS NOT NULL THEN has_completed END), 0),
         COALESCE(SUM(CASE WHEN session_id IS NOT NULL THEN ok END), 0),
-        COALESCE(SUM(CASE WHEN session_id IS NOT NULL AND ok = 1 THEN started END), 0),
-        MAX(CASE WHEN session_id IS NOT NULL AND ok = 1 THEN started END),
-        COALESCE(SUM(started), 0), COALESCE(SUM(completed), 0), COALESCE(SUM(failed), 0),
-        COALESCE(SUM(retries), 0), COALESCE(SUM(schema_errors), 0), COALESCE(SUM(wrong), 0),
-        COALESCE(SUM(halluc), 0), COALESCE(SUM(ac), 0), COALESCE(SUM(ai), 0),
+        COALESCE(SUM(CASE WHEN session_id IS NOT NULL AND ok = 1 THEN tool_calls END), 0),
+        MAX(CASE WHEN session_id IS NOT NULL AND ok = 1 THEN tool_calls END),
+        {sum_columns()},
         COALESCE(SUM(CASE WHEN session_id IS NOT NULL THEN has_error END), 0),
         COALESCE(SUM(CASE WHEN session_id IS NOT NULL AND has_error = 1 AND ok = 1 THEN 1 END), 0)
-    FROM ({per_session}) AS s
-    {group_by}
+    FROM ({{per_session}}) AS s
+    {{group_by}}
 """
 
 PERCENTILE = """

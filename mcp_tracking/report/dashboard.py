@@ -13,12 +13,12 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from mcp_tracking import __version__
+from mcp_tracking._version import __version__
 from mcp_tracking.metrics import compute_metrics
 from mcp_tracking.metrics.model import MetricsResult
 from mcp_tracking.report.text import LABELS, PERCENT, fmt
 from mcp_tracking.sinks import sink_from_url
-from mcp_tracking.sinks.base import QueryableSink, Sink
+from mcp_tracking.sinks.base import QueryableSink, Sink, SQLStore
 
 PALETTE = ["#4f46e5", "#0ea5e9", "#10b981", "#f59e0b", "#ef4444", "#8b5cf6", "#14b8a6", "#ec4899"]
 TREND_KEYS = ["task_completion_rate", "semantic_clarity_score", "retry_rate", "schema_violation_rate",
@@ -176,20 +176,16 @@ def time_span(sink: Sink, filters: dict[str, Any]) -> tuple[datetime, datetime] 
     """First and last ``created_at`` within the filters (SQL where the store has it)."""
     from mcp_tracking.events import parse_timestamp
 
-    if hasattr(sink, "time_span"):  # SQL stores answer in the database
-        got = sink.time_span(filters)
-        if got is None:
-            return None
-        lo, hi = got
-    elif isinstance(sink, QueryableSink):
-        lo = hi = None
-        for e in sink.iter_events(**filters):
-            ts = e["created_at"]
-            lo = ts if lo is None or ts < lo else lo
-            hi = ts if hi is None or ts > hi else hi
-    else:
+    if isinstance(sink, SQLStore):  # SQL stores answer in the database
+        return sink.time_span(filters)
+    if not isinstance(sink, QueryableSink):
         return None
-    if lo is None:
+    lo = hi = None
+    for e in sink.iter_events(**filters):
+        ts = e["created_at"]
+        lo = ts if lo is None or ts < lo else lo
+        hi = ts if hi is None or ts > hi else hi
+    if lo is None or hi is None:
         return None
     return parse_timestamp(lo), parse_timestamp(hi)
 

@@ -8,6 +8,7 @@ can retry; it must be idempotent on ``event_id`` where the store allows (SQLite 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -47,6 +48,38 @@ class QueryableSink(Sink, Protocol):
     ) -> Iterator[dict[str, Any]]:
         """Stored events as dicts, oldest first, in the design's shape (``event_name``, ``metadata``,
         ``created_at``, ...)."""
+        ...
+
+
+@runtime_checkable
+class SQLStore(QueryableSink, Protocol):
+    """A store the metrics compute in (SQLite, PostgreSQL): :mod:`mcp_tracking.metrics` picks its SQL by
+    ``dialect`` and runs it on the connections ``read_snapshot()`` opens."""
+
+    #: ``"sqlite"`` or ``"postgresql"``
+    dialect: str
+
+    def read_snapshot(self) -> AbstractContextManager[tuple[Any, Any | None]]:
+        """Two read connections on one snapshot of the table, ``(conn, second)``: the metrics run two halves
+        of their work at once. ``second`` is ``None`` when no second connection with the same snapshot could
+        be had (the work then runs on ``conn`` alone). Both are closed on exit."""
+        ...
+
+    def time_span(self, filters: dict[str, Any]) -> tuple[datetime, datetime] | None:
+        """First and last ``created_at`` within the filters (``session_id``, ``user_id``, ``mcp_name``,
+        ``since``, ``until``), as aware datetimes; ``None`` when nothing matches."""
+        ...
+
+
+@runtime_checkable
+class HealthStore(Protocol):
+    """A store that keeps each emitter's last counters (``mcp-tracking status`` shows them)."""
+
+    def write_health(self, process: str, stats: dict[str, Any]) -> None:
+        """Record one process's counters (replacing its previous report)."""
+
+    def read_health(self) -> list[dict[str, Any]]:
+        """Every process's last report, newest first: ``process``, ``updated_at`` and the counters."""
         ...
 
 

@@ -21,7 +21,7 @@ from mcp_tracking.sinks.base import LiveSpans, Sink
 MAX_REMEMBERED_BATCHES = 1024
 
 #: what the primary sink answers for the whole fan-out (reading back, metrics, health)
-_DELEGATED = frozenset({"iter_events", "compute_aggregates", "time_span", "write_health", "read_health"})
+_DELEGATED = frozenset({"iter_events", "dialect", "read_snapshot", "time_span", "write_health", "read_health"})
 
 
 class FanoutError(RuntimeError):

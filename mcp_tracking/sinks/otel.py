@@ -140,7 +140,7 @@ class OTelSink:
     def __init__(self, tracer_provider: Any = None, *, record_arguments: bool = False, record_results: bool = False,
                  session_spans: bool = True) -> None:
         provider = tracer_provider if tracer_provider is not None else _trace.get_tracer_provider()
-        from mcp_tracking import __version__
+        from mcp_tracking._version import __version__
 
         self.tracer = provider.get_tracer(TRACER_NAME, __version__)
         self.record_arguments = record_arguments

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +25,7 @@ from mcp_tracking._json import dumps_str, loads
 from mcp_tracking.events import EventRecord, format_us
 from mcp_tracking.sinks.base import StoreError
 from mcp_tracking.sinks.rows import COLUMNS, iter_rows
-from mcp_tracking.sinks.sqlite import where_clause
+from mcp_tracking.sinks.sql import where_clause
 
 try:
     import psycopg
@@ -105,6 +106,8 @@ class PostgresSink:
         read_only: open read-only sessions (the CLI's mode); writes raise.
         connect_timeout: seconds to wait for a connection.
     """
+
+    dialect = "postgresql"
 
     def __init__(self, url: str, *, read_only: bool = False, connect_timeout: float = 10.0) -> None:
         if url.startswith("postgresql+"):
@@ -257,23 +260,22 @@ class PostgresSink:
         finally:
             conn.close()
 
-    def compute_aggregates(self, filters: dict[str, Any], *, breakdown: str | None = None) -> Any:
-        """The metrics' counts, computed in PostgreSQL (see :mod:`mcp_tracking.metrics.postgres`)."""
-        from mcp_tracking.metrics import postgres as pg
-
+    @contextmanager
+    def read_snapshot(self) -> Iterator[tuple[Any, Any | None]]:
+        """Two read connections (the metrics run the two halves of their work at once; each half is one
+        statement, so each sees one snapshot); the second is ``None`` when it cannot be opened."""
         conn = self.connect_read()
+        second = None
         try:
-            try:  # a second connection: the two halves of the work run at once (same snapshot)
+            try:
                 second = self._connect(read_only=self.read_only)
             except Exception:
                 second = None
-            try:
-                return pg.aggregates(conn, filters, breakdown=breakdown, second=second)
-            finally:
-                if second is not None:
-                    second.close()
+            yield conn, second
         finally:
-            conn.close()
+            for c in (second, conn):
+                if c is not None:
+                    c.close()
 
     def time_span(self, filters: dict[str, Any]) -> tuple[datetime, datetime] | None:
         where, params = where_clause(**filters, placeholder="%s")

@@ -12,15 +12,17 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from itertools import chain
 from pathlib import Path
 from typing import Any
 
 from mcp_tracking._json import dumps_str, loads
-from mcp_tracking.events import EventRecord, format_timestamp
+from mcp_tracking.events import EventRecord, format_timestamp, parse_timestamp
 from mcp_tracking.sinks.base import StoreError
 from mcp_tracking.sinks.rows import rows_of
+from mcp_tracking.sinks.sql import where_clause
 
 STORE_SCHEMA_VERSION = 1
 
@@ -95,6 +97,8 @@ class SQLiteSink:
     The writing connection belongs to the thread that first writes (the emitter's worker); reads
     open their own connections, read-only when ``read_only=True`` (the CLI's mode).
     """
+
+    dialect = "sqlite"
 
     def __init__(self, path: str | os.PathLike[str], *, read_only: bool = False, synchronous: str = "NORMAL") -> None:
         self.path = Path(path)
@@ -219,17 +223,17 @@ class SQLiteSink:
         finally:
             conn.close()
 
-    def compute_aggregates(self, filters: dict[str, Any], *, breakdown: str | None = None) -> Any:
-        """The metrics' counts, computed in SQLite (see :mod:`mcp_tracking.metrics.sqlite`)."""
-        from mcp_tracking.metrics import sqlite as sql
-
+    @contextmanager
+    def read_snapshot(self) -> Iterator[tuple[sqlite3.Connection, sqlite3.Connection | None]]:
+        """Two read transactions that see the same rows (the table only grows: the same last rowid means
+        the same snapshot); the second is ``None`` when five tries could not line it up."""
         conn = self.connect_read()
         second = None
         try:
             last = _begin_read(conn)
             try:
                 second = self.connect_read(check_same_thread=False)
-                for _ in range(5):  # the table only grows: the same last rowid means the same rows
+                for _ in range(5):
                     if _begin_read(second) == last:
                         break
                     second.rollback()
@@ -240,13 +244,13 @@ class SQLiteSink:
                 if second is not None:
                     second.close()
                 second = None
-            return sql.aggregates(conn, filters, breakdown=breakdown, second=second)
+            yield conn, second
         finally:
             for c in (conn, second):
                 if c is not None:
                     c.close()
 
-    def time_span(self, filters: dict[str, Any]) -> tuple[str, str] | None:
+    def time_span(self, filters: dict[str, Any]) -> tuple[datetime, datetime] | None:
         """First and last ``created_at`` within the filters."""
         where, params = where_clause(**filters)
         conn = self.connect_read()
@@ -255,7 +259,7 @@ class SQLiteSink:
                                   params).fetchone()
         finally:
             conn.close()
-        return None if lo is None else (lo, hi)
+        return None if lo is None else (parse_timestamp(lo), parse_timestamp(hi))
 
     def count(self) -> int:
         conn = self.connect_read()
@@ -277,58 +281,6 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
         raise SQLiteStoreError(
             f"database schema version {row[0]} is newer than this mcp-tracking ({STORE_SCHEMA_VERSION}); upgrade"
         )
-
-
-def where_clause(
-    *,
-    session_id: str | None = None,
-    user_id: str | None = None,
-    mcp_name: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    placeholder: str = "?",
-    prefix: str = "WHERE",
-    alias: str = "",
-) -> tuple[str, list[Any]]:
-    """A parameterised filter: the SQL holds only placeholders, never the values.
-
-    ``placeholder`` is ``?`` (SQLite, positional), ``%s`` (psycopg, positional), ``:`` (SQLite, named
-    ``:session_id``) or ``%()`` (psycopg, named ``%(session_id)s``); the named forms may appear many times in
-    one statement with one parameter dict (see :func:`named_params`). ``alias`` prefixes the column names
-    (``"r."``); ``prefix`` is ``WHERE`` or ``AND``.
-    """
-    parts: list[str] = []
-    params: list[Any] = []
-    values: dict[str, Any] = {"session_id": session_id, "user_id": user_id, "mcp_name": mcp_name,
-                              "since": since, "until": until}
-    ops = {"session_id": ("session_id", "="), "user_id": ("user_id", "="), "mcp_name": ("mcp_name", "="),
-           "since": ("created_at", ">="), "until": ("created_at", "<")}
-    for key, (column, op) in ops.items():
-        value = values[key]
-        if value is None:
-            continue
-        if placeholder == ":":
-            mark = f":{key}"
-        elif placeholder == "%()":
-            mark = f"%({key})s"
-        else:
-            mark = placeholder
-        parts.append(f"{alias}{column} {op} {mark}")
-        if key in ("since", "until") and placeholder in ("?", ":"):
-            value = format_timestamp(value)
-        params.append(value)
-    if not parts:
-        return "", []
-    return f"{prefix} " + " AND ".join(parts), params
-
-
-def named_params(*, placeholder: str = ":", **filters: Any) -> dict[str, Any]:
-    """The parameter dict for the named forms of :func:`where_clause`."""
-    out: dict[str, Any] = {}
-    for key, value in filters.items():
-        if value is not None:
-            out[key] = format_timestamp(value) if key in ("since", "until") and placeholder == ":" else value
-    return out
 
 
 def _begin_read(conn: sqlite3.Connection) -> int:
