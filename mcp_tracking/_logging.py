@@ -33,4 +33,5 @@ class RateLimitedLog:
         self.log.log(level, msg, *args, exc_info=exc_info)
 
 
-warn_once = RateLimitedLog()
+#: the package's warnings: each kind (key) at most once per 30 s, with a count of the ones suppressed meanwhile
+warn_limited = RateLimitedLog()

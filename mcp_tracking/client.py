@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from mcp_tracking._logging import warn_once
+from mcp_tracking._logging import warn_limited
 from mcp_tracking.core.identity import Binding, current_binding, mint
 from mcp_tracking.core.manifest import suggest
 from mcp_tracking.core.sessions import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SESSIONS, SessionStore
@@ -180,7 +180,7 @@ class AnalyticsClient:
             return self.tracker.track(name, _user(user_id), None if session_id is None else str(session_id),
                                       mcp_name, md)
         except Exception:
-            warn_once("track", "mcp_tracking: track() failed for %r", event_name, exc_info=True)
+            warn_limited("track", "mcp_tracking: track() failed for %r", event_name, exc_info=True)
             return False
 
     # -- sessions --------------------------------------------------------------------------------
@@ -236,7 +236,7 @@ class AnalyticsClient:
         try:
             return list(sink.iter_events(session_id=str(session_id), user_id=user_id))
         except Exception:
-            warn_once("read", "mcp_tracking: could not read session events from %r", sink, exc_info=True)
+            warn_limited("read", "mcp_tracking: could not read session events from %r", sink, exc_info=True)
             return []
 
     def start_session(self, user_id: str | None = None, session_id: str | None = None,
@@ -247,7 +247,7 @@ class AnalyticsClient:
             self.tracker.start_session(sid, _user(user_id), mcp_name,
                                        {"session_source": "explicit", "user_source": "explicit", **metadata})
         except Exception:
-            warn_once("start_session", "mcp_tracking: start_session failed", exc_info=True)
+            warn_limited("start_session", "mcp_tracking: start_session failed", exc_info=True)
         return sid
 
     def end_session(self, session_id: str | None = None, reason: str = "explicit") -> bool:
@@ -255,7 +255,7 @@ class AnalyticsClient:
         try:
             return self.tracker.end_session(self._sid(session_id), reason)
         except Exception:
-            warn_once("end_session", "mcp_tracking: end_session failed", exc_info=True)
+            warn_limited("end_session", "mcp_tracking: end_session failed", exc_info=True)
             return False
 
     def _session_outcome(self, name: str, user_id: str | None, session_id: str | None, reason: str,
@@ -264,7 +264,7 @@ class AnalyticsClient:
             return self.tracker.session_outcome(name, self._sid(session_id), _user(user_id), mcp_name, reason,
                                                 success, extra)
         except Exception:
-            warn_once("outcome", "mcp_tracking: %s failed", name, exc_info=True)
+            warn_limited("outcome", "mcp_tracking: %s failed", name, exc_info=True)
             return False
 
     def track_session_completed(self, user_id: str | None, session_id: str | None = None,
@@ -327,7 +327,7 @@ class AnalyticsClient:
             self.tracker.open_call(handle)
             return True
         except Exception:
-            warn_once("track_tool_call_started", "mcp_tracking: track_tool_call_started failed", exc_info=True)
+            warn_limited("track_tool_call_started", "mcp_tracking: track_tool_call_started failed", exc_info=True)
             return False
 
     def _open(self, sid: str, user: str, mcp_name: str | None, tool_name: str, params: Any,
@@ -366,7 +366,7 @@ class AnalyticsClient:
             self.tracker.complete(handle, elapsed_ms=_ms(execution_time_ms, handle.started), **_sized(metadata))
             return True
         except Exception:
-            warn_once("track_tool_usage", "mcp_tracking: track_tool_usage failed", exc_info=True)
+            warn_limited("track_tool_usage", "mcp_tracking: track_tool_usage failed", exc_info=True)
             return False
 
     def track_tool_call_failed(
@@ -393,7 +393,7 @@ class AnalyticsClient:
                               retry_eligible=True if retry_eligible is None else retry_eligible, **metadata)
             return True
         except Exception:
-            warn_once("track_tool_call_failed", "mcp_tracking: track_tool_call_failed failed", exc_info=True)
+            warn_limited("track_tool_call_failed", "mcp_tracking: track_tool_call_failed failed", exc_info=True)
             return False
 
     def track_schema_validation_error(
@@ -422,7 +422,7 @@ class AnalyticsClient:
             self.tracker.refuse(handle)
             return True
         except Exception:
-            warn_once("track_schema_validation_error", "mcp_tracking: track_schema_validation_error failed",
+            warn_limited("track_schema_validation_error", "mcp_tracking: track_schema_validation_error failed",
                       exc_info=True)
             return False
 
@@ -481,7 +481,7 @@ class AnalyticsClient:
             try:
                 self.tracker.end_all("shutdown")
             except Exception:
-                warn_once("close", "mcp_tracking: ending sessions at close failed", exc_info=True)
+                warn_limited("close", "mcp_tracking: ending sessions at close failed", exc_info=True)
         drained = self.emitter.close(timeout)
         close_state = getattr(self.state, "close", None)
         if close_state is not None:

@@ -34,6 +34,7 @@ def test_demo_writes_the_embedded_store_and_prints_the_report(demo_dir):
     d, proc = demo_dir
     assert (d / "mcp_tracking.db").exists() and (d / "mcp_tracking_dashboard.html").exists()
     assert "Task completion rate" in proc.stdout and "Tool confusion" in proc.stdout
+    assert "Unknown tool names" in proc.stdout  # the demo's agents ask for names that are not tools
     import sqlite3
 
     names = {r[0] for r in sqlite3.connect(d / "mcp_tracking.db").execute("SELECT DISTINCT event_name FROM raw_analytics")}
@@ -52,6 +53,10 @@ def test_report_formats(demo_dir):
                              "hallucination_rate", "schema_violation_rate", "recovery_rate", "latency_per_step",
                              "tool_popularity", "answer_completeness_rate"]
     assert js["scope"]["mcp_name"] == "drea" and js["totals"]["sessions"] == 48
+    popular = {t["tool_name"] for t in js["tool_popularity"]["tools"]}
+    unknown = {u["requested_tool_name"] for u in js["unknown_tools"]}
+    assert unknown and not unknown & popular  # names that are not tools are listed apart, never as tools
+    assert all(u["count"] >= 1 and (u["suggested"] is None or u["suggested"] in popular) for u in js["unknown_tools"])
     rows = list(csv.reader(io.StringIO(run("report", "--format", "csv", cwd=d).stdout)))
     assert rows[0] == ["metric", "value", "details"] and rows[1][0] == "task_completion_rate"
     by_user = json.loads(run("report", "--format", "json", "--breakdown", "user", cwd=d).stdout)

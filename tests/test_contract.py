@@ -63,7 +63,7 @@ def check_metrics(result) -> None:
     assert result.value("answer_completeness_rate") == pytest.approx(1.0)
     popularity = {p["tool_name"]: p["call_count"] for p in result.metrics["tool_popularity"]["tools"]}
     assert popularity == {"search": 4, "lookup": 2, "list_items": 2, "status": 2}  # no "serach"
-    unknown = result.metrics["unknown_tools"]["names"]
+    unknown = result.unknown_tools
     assert unknown == [{"requested_tool_name": "serach", "count": 1, "suggested": "search",
                         "called_next": {"search": 1}}]
 

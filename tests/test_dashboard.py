@@ -29,9 +29,12 @@ def test_dashboard_is_self_contained(page):
     html = page.read_text()
     assert not re.search(r"""(src|href)\s*=\s*["']?https?:""", html)
     assert "<script src" not in html and "@import" not in html
-    for chart in ("chart-trend", "chart-popularity", "chart-latency", "chart-confusion", "chart-hotspots"):
+    for chart in ("chart-trend", "chart-popularity", "chart-latency", "chart-confusion", "chart-unknown",
+                  "chart-hotspots"):
         assert f'id="{chart}"' in html
     assert "t1 → t2" in html and "limit" in html
+    unknown = html[html.index('id="unknown"'):]
+    assert "Unknown tool names" in unknown and "<td>t3</td>" in unknown and "t1 (1)" in unknown
 
 
 def chromium() -> str | None:

@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 
 from mcp_tracking._json import dumps
-from mcp_tracking._logging import warn_once
+from mcp_tracking._logging import warn_limited
 from mcp_tracking.client import AnalyticsClient
 from mcp_tracking.core.manifest import Suggestion
 from mcp_tracking.core.recorder import CallHandle, Recorder, TrackingOptions, current_call
@@ -108,7 +108,7 @@ async def ask_sdk(recorder: Recorder, info: Any, call: Callable[[], Awaitable[An
             text = suggestion(recorder, info, names)
             return add_text(result, text) if text else result
     except Exception:
-        warn_once("sdk-unknown", "mcp_tracking: could not read an unknown tool's answer", exc_info=True)
+        warn_limited("sdk-unknown", "mcp_tracking: could not read an unknown tool's answer", exc_info=True)
         return result
     handle = recorder.late(info, since)
     return finish(handle, result) if handle is not None else result

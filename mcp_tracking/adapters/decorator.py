@@ -16,7 +16,7 @@ import inspect
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar, overload
 
-from mcp_tracking._logging import warn_once
+from mcp_tracking._logging import warn_limited
 from mcp_tracking.adapters._common import default_client, error_type_of, recorder_for
 from mcp_tracking.client import AnalyticsClient
 from mcp_tracking.core.manifest import unknown_tool_message
@@ -115,7 +115,7 @@ class _ToolTracker:
         except _Refused:
             raise
         except Exception:
-            warn_once("decorator-begin", "mcp_tracking: could not track %s; it runs untracked", self.name,
+            warn_limited("decorator-begin", "mcp_tracking: could not track %s; it runs untracked", self.name,
                       exc_info=True)
             return None
         if handle is not None and handle.reject is not None:

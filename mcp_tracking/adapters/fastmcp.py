@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextvars
 from typing import Any
 
-from mcp_tracking._logging import warn_once
+from mcp_tracking._logging import warn_limited
 from mcp_tracking.adapters._common import (
     append_to_exception,
     default_client,
@@ -76,7 +76,7 @@ class UnknownToolAnswers:
             try:
                 return with_text(result, holder[0], " ")
             except Exception:
-                warn_once("fastmcp-wire", "mcp_tracking: could not add the suggestion to the answer", exc_info=True)
+                warn_limited("fastmcp-wire", "mcp_tracking: could not add the suggestion to the answer", exc_info=True)
         return result
 
 
@@ -173,7 +173,7 @@ class FastMCPTrackingMiddleware(Middleware):  # type: ignore[misc]
                 tool = await server.get_tool(name) if server is not None else None
             info = self._info(fc, server, name, args)
         except Exception:
-            warn_once("fastmcp-begin", "mcp_tracking: could not track a tool call; it proceeds untracked",
+            warn_limited("fastmcp-begin", "mcp_tracking: could not track a tool call; it proceeds untracked",
                       exc_info=True)
             return await call_next(context)
         if tool is None:  # fastmcp resolves it (hashed app names, late-bound tools) or says NotFoundError

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mcp_tracking._logging import warn_once
+from mcp_tracking._logging import warn_limited
 from mcp_tracking.adapters._common import (
     ask_sdk,
     default_client,
@@ -114,7 +114,7 @@ class V1Hook:
             tool = manager.get_tool(name) if manager is not None else None
             info = self._info(req, name, args)
         except Exception:
-            warn_once("v1-begin", "mcp_tracking: could not track a tools/call; it proceeds untracked", exc_info=True)
+            warn_limited("v1-begin", "mcp_tracking: could not track a tools/call; it proceeds untracked", exc_info=True)
             return await self.original(req)
         if tool is None:
             return await self._unsure(req, info, manager)
@@ -150,7 +150,7 @@ class V1Hook:
                 return _with_text(result, lines, "\n\n") if lines else result
             self.recorder.finish(handle, error_type="tool_error", error_message=text)
         except Exception:
-            warn_once("v1-finish", "mcp_tracking: could not read a tool result", exc_info=True)
+            warn_limited("v1-finish", "mcp_tracking: could not read a tool result", exc_info=True)
             self.recorder.finish(handle)
         return result
 

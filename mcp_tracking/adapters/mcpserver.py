@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mcp_tracking._logging import warn_once
+from mcp_tracking._logging import warn_limited
 from mcp_tracking.adapters._common import (
     ask_sdk,
     default_client,
@@ -179,7 +179,7 @@ class TrackingMiddleware:
             info = call_info(ctx, name, args or {}, recorder=self.recorder,
                              mcp_name=self.client.mcp_name or self.mcp_name)
         except Exception:
-            warn_once("mcpserver-begin", "mcp_tracking: could not track a tools/call; it proceeds untracked",
+            warn_limited("mcpserver-begin", "mcp_tracking: could not track a tools/call; it proceeds untracked",
                       exc_info=True)
             return await call_next(ctx)
         if tool is None:  # the SDK will say whether it knows the name
@@ -189,7 +189,7 @@ class TrackingMiddleware:
             try:
                 return error_result(ctx, self.server, handle.reject)
             except Exception:
-                warn_once("mcpserver-reject", "mcp_tracking: could not build the corrective answer", exc_info=True)
+                warn_limited("mcpserver-reject", "mcp_tracking: could not build the corrective answer", exc_info=True)
         result = await run_call(self.recorder, handle, name, lambda: call_next(ctx),
                                 timeout_answer=lambda text: error_result(ctx, self.server, text))
         return self._finish(handle, name, result) if handle is not None else result
@@ -222,7 +222,7 @@ class TrackingMiddleware:
                 return with_text(result, lines, "\n\n") if lines else result
             self.recorder.finish(handle, error_type="tool_error", error_message=text)
         except Exception:
-            warn_once("mcpserver-finish", "mcp_tracking: could not read a tool result", exc_info=True)
+            warn_limited("mcpserver-finish", "mcp_tracking: could not read a tool result", exc_info=True)
             self.recorder.finish(handle)
         return result
 

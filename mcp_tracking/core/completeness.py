@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mcp_tracking._logging import warn_once
+from mcp_tracking._logging import warn_limited
 
 Check = Callable[[Any], bool]
 
@@ -99,7 +99,7 @@ def evaluate(checks: Iterable[Check], result: Any, *, threshold: float = DEFAULT
         try:
             ok = bool(check(result))
         except Exception:
-            warn_once(f"check-{name}", "mcp_tracking: completeness check %s raised; counted as failed", name,
+            warn_limited(f"check-{name}", "mcp_tracking: completeness check %s raised; counted as failed", name,
                       exc_info=True)
             ok = False
         (passed if ok else failed).append(name)

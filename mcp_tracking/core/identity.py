@@ -10,6 +10,9 @@ Resolution order, first hit wins (the source is recorded on ``session_start``):
    an inactivity window: a gap longer than the idle timeout starts a new session.
 
 ``user_id``: explicit, else the auth subject or client id, else ``"anonymous"``.
+
+:func:`claim` applies steps 1-2 and the user rule to what a call carries; the recorder
+(``Recorder.resolve_identity``) finishes with steps 3-4, which need the live connections and sessions.
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ import contextvars
 import os
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 V = TypeVar("V")
 
@@ -48,6 +51,43 @@ def _short_random() -> str:
 def mint(prefix: str) -> str:
     """A new session id: ``<prefix>-<16 hex>``."""
     return f"{prefix}-{_short_random()}"
+
+
+class Claim(NamedTuple):
+    """Steps 1-2 of the order and the user: what the call itself says about who and which session.
+
+    ``session_id`` is set for an *explicit* or *transport* session; else the caller's session comes from its
+    connection or, with none, from ``identity_key`` and the inactivity window (steps 3-4)."""
+
+    user_id: str
+    user_source: str  # "explicit", "auth" or "anonymous"
+    session_id: str | None
+    session_source: str | None  # "explicit" or "transport" when session_id is set
+    identity_key: str  # step 4: the caller's identity, for a session with an inactivity window
+
+
+def claim(*, explicit_user: str | None, explicit_session: str | None, bound: Binding | None,
+          meta: Mapping[str, Any] | None, user_keys: Sequence[str], session_keys: Sequence[str],
+          auth_subject: str | None, auth_client_id: str | None, transport_session: str | None,
+          client_name: str | None, client_version: str | None) -> Claim:
+    """Apply the order above to what a call carries (pure: it mints and stores nothing)."""
+    user: Any = explicit_user or (bound.user_id if bound else None) or (
+        meta_value(meta, user_keys) if meta else None)
+    if user:
+        user_source = "explicit"
+    elif auth_subject or auth_client_id:
+        user, user_source = (auth_subject or auth_client_id), "auth"
+    else:
+        user, user_source = "anonymous", "anonymous"
+    user = str(user)
+    session: Any = explicit_session or (bound.session_id if bound else None) or (
+        meta_value(meta, session_keys) if meta else None)
+    source = "explicit" if session else None
+    if not session and transport_session:
+        session, source = str(transport_session), "transport"
+    key = (f"auth:{auth_subject or auth_client_id}" if user_source == "auth"
+           else f"client:{client_name}/{client_version}" if client_name else f"user:{user}")
+    return Claim(user, user_source, str(session) if session else None, source, key)
 
 
 class ByIdentity(Generic[V]):
@@ -118,7 +158,7 @@ class ConnectionIds:
         return sid, sid is new
 
 
-def meta_value(meta: Any, keys: tuple[str, ...]) -> str | None:
+def meta_value(meta: Any, keys: Sequence[str]) -> str | None:
     """First non-empty string (or integer) under ``keys`` in a ``_meta`` mapping."""
     if type(meta) is not dict and not isinstance(meta, Mapping):
         return None

@@ -26,18 +26,19 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 from mcp_tracking._json import dumps
-from mcp_tracking._logging import warn_once
+from mcp_tracking._logging import warn_limited
 from mcp_tracking.core import completeness as _completeness
 from mcp_tracking.core.identity import (
     SESSION_META_KEYS,
     USER_META_KEYS,
     ByIdentity,
+    claim,
     current_binding,
-    meta_value,
     mint,
 )
 from mcp_tracking.core.manifest import SUGGESTION_CUTOFF, Suggestion, suggest
 from mcp_tracking.core.results import WireResult, value_bytes
+from mcp_tracking.core.tracing import CallTracing
 from mcp_tracking.core.tracker import CallHandle, Tracker
 from mcp_tracking.core.validation import ValidatorCache, invalid_arguments_message, validate
 
@@ -47,7 +48,6 @@ current_call: contextvars.ContextVar[CallHandle | None] = contextvars.ContextVar
 
 ValidationMode = Literal["enforce", "observe", "off"]
 MAX_FINGERPRINT_BYTES = 1 << 20
-MAX_RESULT_ATTRIBUTE = 4096  # characters of a result put on a span (record_results only)
 
 
 @dataclass
@@ -128,11 +128,12 @@ class Recorder:
     Args:
         tracker: the one door that decides every event.
         options: how calls are judged (validation mode, suggestions, completeness, ...).
-        otel: the OpenTelemetry sink, when events also go to one (it wants per-call trace context).
+        otel: the tracing hooks (:class:`~mcp_tracking.core.tracing.CallTracing`: the OpenTelemetry sink), when
+            events also go to one.
         sanitize: ``value -> JSON text`` as the store keeps it (redacted, capped), for span attributes.
     """
 
-    def __init__(self, tracker: Tracker, options: TrackingOptions | None = None, *, otel: Any = None,
+    def __init__(self, tracker: Tracker, options: TrackingOptions | None = None, *, otel: CallTracing | None = None,
                  sanitize: Callable[[Any], str] | None = None) -> None:
         self.tracker = tracker
         self.options = options or TrackingOptions()
@@ -154,36 +155,26 @@ class Recorder:
     def resolve_identity(self, info: CallInfo) -> Identity:
         """Who is calling and in which session; the order is :mod:`mcp_tracking.core.identity`'s."""
         opts = self.options
-        bound = current_binding.get()
         meta = info.meta
         if meta and self._meta_keys.isdisjoint(meta):
             meta = None  # the common case: no identity keys in _meta (one pass over its keys, nothing built)
-        user = info.explicit_user or (bound.user_id if bound else None) or (
-            meta_value(meta, opts.user_meta_keys) if meta else None)
-        if user:
-            user_source = "explicit"
-        elif info.auth_subject or info.auth_client_id:
-            user, user_source = (info.auth_subject or info.auth_client_id), "auth"
-        else:
-            user, user_source = "anonymous", "anonymous"
-        user = str(user)
-        session = info.explicit_session or (bound.session_id if bound else None) or (
-            meta_value(meta, opts.session_meta_keys) if meta else None)
-        if session:
-            return Identity(session, "explicit", user, user_source, False)
-        if info.transport_session:
-            return Identity(str(info.transport_session), "transport", user, user_source, False)
-        if isinstance(info.connection, str):  # a connection known only by name (an HTTP peer address)
+        c = claim(explicit_user=info.explicit_user, explicit_session=info.explicit_session,
+                  bound=current_binding.get(), meta=meta, user_keys=opts.user_meta_keys,
+                  session_keys=opts.session_meta_keys, auth_subject=info.auth_subject,
+                  auth_client_id=info.auth_client_id, transport_session=info.transport_session,
+                  client_name=info.client_name, client_version=info.client_version)
+        user = c.user_id
+        if c.session_id is not None and c.session_source is not None:  # 1-2: explicit, transport
+            return Identity(c.session_id, c.session_source, user, c.user_source, False)
+        if isinstance(info.connection, str):  # 3: a connection known only by name (an HTTP peer address)
             return Identity(self._session_for_key(f"{info.mcp_name}|{info.connection}", user, info.mcp_name),
-                            "connection", user, user_source, False)
-        if info.connection is not None:
+                            "connection", user, c.user_source, False)
+        if info.connection is not None:  # 3: a live connection object
             sid, created = self.tracker.connections.get(info.connection)
-            return Identity(sid, "connection", user, user_source, created)
-        # no session anywhere (a direct call): the caller's identity + an inactivity window
-        who = (f"auth:{info.auth_subject or info.auth_client_id}" if user_source == "auth"
-               else f"client:{info.client_name}/{info.client_version}" if info.client_name else f"user:{user}")
-        return Identity(self._session_for_key(f"{info.mcp_name}|{who}", user, info.mcp_name), "identity", user,
-                        user_source, False)
+            return Identity(sid, "connection", user, c.user_source, created)
+        # 4: no session anywhere (a direct call): the caller's identity + an inactivity window
+        return Identity(self._session_for_key(f"{info.mcp_name}|{c.identity_key}", user, info.mcp_name),
+                        "identity", user, c.user_source, False)
 
     def _session_for_key(self, key: str, user: str, mcp_name: str | None) -> str:
         """The live session bound to ``key`` within the idle window, else a new one."""
@@ -206,7 +197,7 @@ class Recorder:
             try:
                 info.on_new_connection(who.session_id)
             except Exception:
-                warn_once("on-conn", "mcp_tracking: could not watch the connection for its end", exc_info=True)
+                warn_limited("on-conn", "mcp_tracking: could not watch the connection for its end", exc_info=True)
         facts = {
             "client_name": info.client_name, "client_version": info.client_version,
             "protocol_version": info.protocol_version, "transport": info.transport,
@@ -222,7 +213,7 @@ class Recorder:
         try:
             return self._begin(info, schema, created_us)
         except Exception:
-            warn_once("begin", "mcp_tracking: tracking the start of %r failed; the call proceeds untracked",
+            warn_limited("begin", "mcp_tracking: tracking the start of %r failed; the call proceeds untracked",
                       getattr(info, "tool_name", None), exc_info=True)
             return None
 
@@ -232,14 +223,14 @@ class Recorder:
         args = info.arguments
         # snapshot: the tool may mutate its args
         params = dict(args) if type(args) is dict or isinstance(args, Mapping) else args
-        otel = self._otel
-        span = context = None
-        if otel is not None:
-            span, context = self._trace_context(otel, info, who.session_source)
+        span, context = self._trace(info, who.session_source)
         handle = self.tracker.begin_call(who.session_id, who.user_id, info.mcp_name, tool, params,
                                          session_facts=facts, created_us=created_us, context=context)
-        if span is not None:
-            self._open_span(otel, span, handle, who.session_source)
+        tracing = self._otel
+        if span is not None and tracing is not None and self._traced(
+                lambda: tracing.began(span, handle.tool_name, handle.state.session_id, handle.sequence,
+                                      who.session_source, handle.params, self._sanitize, handle.early or ())):
+            handle.span = span
         if schema is not None and self.options.validation != "off":
             self._validate(handle, schema)
         return handle
@@ -262,7 +253,7 @@ class Recorder:
             compiled = self.validators.get(handle.tool_name, schema)
             outcome = validate(compiled, handle.params if handle.params is not None else {})
         except Exception:
-            warn_once("validate", "mcp_tracking: validating arguments of %r failed", handle.tool_name,
+            warn_limited("validate", "mcp_tracking: validating arguments of %r failed", handle.tool_name,
                       exc_info=True)
             return
         if outcome is None:
@@ -285,8 +276,7 @@ class Recorder:
         if handle is None or handle.finished:
             return None
         try:
-            if handle.span is not None:  # the framework may have set its own per-request id meanwhile (fastmcp)
-                handle.span.set_attribute("mcp.session.id", handle.state.session_id)
+            self._live_session(handle)
             if handle.validation is None:
                 md = self.tracker.schema_error(handle, framework_errors or [], None, enforced=False,
                                                source="framework")
@@ -296,7 +286,7 @@ class Recorder:
                 outcome, schema = handle.validation
                 return invalid_arguments_message(None, outcome, schema)  # follows the framework's error
         except Exception:
-            warn_once("refused", "mcp_tracking: tracking a refused call of %r failed", handle.tool_name,
+            warn_limited("refused", "mcp_tracking: tracking a refused call of %r failed", handle.tool_name,
                       exc_info=True)
         return None
 
@@ -313,68 +303,59 @@ class Recorder:
             try:
                 found = suggest(info.tool_name, names, cutoff=self.options.suggestion_cutoff)
             except Exception:
-                warn_once("suggest", "mcp_tracking: the fuzzy matcher failed", exc_info=True)
+                warn_limited("suggest", "mcp_tracking: the fuzzy matcher failed", exc_info=True)
                 found = []
             args = info.arguments
             params = dict(args) if isinstance(args, Mapping) else args
-            context = None
-            otel = self._otel
-            if otel is not None:
-                span, context = self._trace_context(otel, info, who.session_source)
-                if span is not None:  # the framework traces the request: its span gets our event
-                    try:
-                        span.set_attribute("mcp_tracking.error_type", "unknown_tool")
-                        span.set_attribute("mcp.session.id", who.session_id)
-                        otel.live_event(span, "hallucinated_tool_call", {
-                            "requested_tool_name": info.tool_name,
-                            "similar_tool_suggested": found[0].name if found else None})
-                    except Exception:
-                        warn_once("otel-live", "mcp_tracking: could not enrich the framework's span", exc_info=True)
+            span, context = self._trace(info, who.session_source)
+            tracing = self._otel
+            if span is not None and tracing is not None:  # the framework traces the request: its span gets our event
+                self._traced(lambda: tracing.unknown(span, who.session_id, str(info.tool_name),
+                                                     found[0].name if found else None))
             self.tracker.hallucinated(who.session_id, who.user_id, info.mcp_name, str(info.tool_name), params,
                                       names, [(f.name, f.score) for f in found], session_facts=facts,
                                       context=context)
             return found
         except Exception:
-            warn_once("unknown", "mcp_tracking: tracking an unknown tool name failed", exc_info=True)
+            warn_limited("unknown", "mcp_tracking: tracking an unknown tool name failed", exc_info=True)
             return []
 
-    # -- OpenTelemetry: enrich the framework's span, or hand the sink what it needs ----------------
+    # -- tracing: the hooks of the tracing sink (core/tracing.py), contained ----------------------
 
-    def _trace_context(self, otel: Any, info: CallInfo, session_source: str) -> tuple[Any, dict[str, Any]]:
-        """The framework's live span to enrich, or the facts the sink needs to build the span itself."""
-        span = otel.live_span() if info.framework_span else None
-        if span is not None:
-            return span, {"enriched": True}
-        context: dict[str, Any] = {"request_id": info.request_id, "protocol_version": info.protocol_version,
-                                   "transport": info.transport, "session_source": session_source}
-        meta = info.meta
-        if meta:
-            for key in ("traceparent", "tracestate"):
-                value = meta.get(key)
-                if isinstance(value, str):
-                    context[key] = value
-        return None, context
-
-    def _open_span(self, otel: Any, span: Any, handle: CallHandle, session_source: str) -> None:
+    def _trace(self, info: CallInfo, session_source: str) -> tuple[Any, dict[str, Any] | None]:
+        """The framework's live span to enrich, or the context the tracing sink builds its span from."""
+        tracing = self._otel
+        if tracing is None:
+            return None, None
+        facts = {"request_id": info.request_id, "protocol_version": info.protocol_version,
+                 "transport": info.transport, "session_source": session_source, "meta": info.meta}
         try:
-            args = self._sanitize(handle.params) if otel.record_arguments else None
-            otel.open_live(span, handle.tool_name, handle.state.session_id, handle.sequence, session_source, args)
-            for name, md in handle.early or ():
-                otel.live_event(span, name, md)
-            handle.span = span
+            return tracing.trace(info.framework_span, facts)
         except Exception:
-            warn_once("otel-live", "mcp_tracking: could not enrich the framework's span", exc_info=True)
+            warn_limited("otel-live", "mcp_tracking: could not read the call's trace context", exc_info=True)
+            return None, None
+
+    @staticmethod
+    def _traced(hook: Callable[[], Any]) -> bool:
+        """Run one tracing hook; a failure is logged (rate-limited) and never reaches the call."""
+        try:
+            hook()
+            return True
+        except Exception:
+            warn_limited("otel-live", "mcp_tracking: could not enrich the framework's span", exc_info=True)
+            return False
 
     def _live_event(self, handle: CallHandle, name: str, metadata: dict[str, Any] | None) -> None:
         """The event on the framework's live span, when we enrich one."""
-        if handle.span is not None and metadata is not None:
-            try:
-                if name == "tool_call_failed":
-                    handle.span.set_attribute("mcp_tracking.error_type", str(metadata.get("error_type")))
-                else:
-                    self._otel.live_event(handle.span, name, metadata)
-            except Exception:
-                warn_once("otel-live", "mcp_tracking: could not enrich the framework's span", exc_info=True)
+        span, tracing = handle.span, self._otel
+        if span is not None and tracing is not None and metadata is not None:
+            self._traced(lambda: tracing.event(span, name, metadata))
+
+    def _live_session(self, handle: CallHandle) -> None:
+        """The session id on the live span again (the framework may have set its own meanwhile: fastmcp)."""
+        span, tracing = handle.span, self._otel
+        if span is not None and tracing is not None:
+            self._traced(lambda: tracing.session(span, handle.state.session_id))
 
     def _released(self, handle: CallHandle, retry_md: dict[str, Any] | None) -> None:
         if retry_md is not None:
@@ -391,15 +372,11 @@ class Recorder:
         results on spans)."""
         if handle is None or handle.finished:
             return
-        if handle.span is not None:  # the framework may have set its own per-request id meanwhile (fastmcp)
-            try:
-                handle.span.set_attribute("mcp.session.id", handle.state.session_id)
-            except Exception:
-                warn_once("otel-live", "mcp_tracking: could not enrich the framework's span", exc_info=True)
+        self._live_session(handle)
         try:
             self._finish(handle, error_type, error_message, result, exception)
         except Exception:
-            warn_once("finish", "mcp_tracking: tracking the end of %r failed", handle.tool_name, exc_info=True)
+            warn_limited("finish", "mcp_tracking: tracking the end of %r failed", handle.tool_name, exc_info=True)
 
     def _finish(self, handle: CallHandle, error_type: str | None, error_message: str | None, result: Any,
                 exception: BaseException | None) -> None:
@@ -438,24 +415,21 @@ class Recorder:
             self._live_event(handle, "answer_complete" if report.complete else "answer_incomplete", md)
 
     def _result_context(self, handle: CallHandle, result: Any) -> dict[str, Any] | None:
-        """The result for the OpenTelemetry span, when the user opted in: redacted and capped like the
-        arguments."""
-        if not self._otel.record_results:
+        """The result for the tracing sink (on the live span, or as context for the completed event)."""
+        tracing = self._otel
+        if tracing is None:
             return None
         if type(result) is WireResult:
             result = result.payload
-        text = self._sanitize(result)[:MAX_RESULT_ATTRIBUTE]
-        if handle.span is not None:
-            try:
-                handle.span.set_attribute("gen_ai.tool.call.result", text)
-            except Exception:
-                warn_once("otel-live", "mcp_tracking: could not enrich the framework's span", exc_info=True)
+        try:
+            return tracing.result(handle.span, result, self._sanitize)
+        except Exception:
+            warn_limited("otel-live", "mcp_tracking: could not enrich the framework's span", exc_info=True)
             return None
-        return {"result": text}
 
     def end_connection(self, session_id: str) -> None:
         """The connection behind a ``connection`` session closed: end the session now."""
         try:
             self.tracker.end_session(session_id, "connection_closed")
         except Exception:
-            warn_once("end-conn", "mcp_tracking: ending a session at connection close failed", exc_info=True)
+            warn_limited("end-conn", "mcp_tracking: ending a session at connection close failed", exc_info=True)

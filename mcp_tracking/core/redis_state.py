@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from mcp_tracking._json import dumps
-from mcp_tracking._logging import warn_once
+from mcp_tracking._logging import warn_limited
 from mcp_tracking.core.sessions import LastCall, SessionState
 from mcp_tracking.core.state import CallStart, LocalState, note_locally, retry_reason
 
@@ -178,7 +178,7 @@ class RedisState:
 
     def _fallback(self, step: str) -> None:
         self.fallbacks += 1
-        warn_once(f"redis-{step}", "mcp_tracking: Redis unreachable (%s); using this process's session state",
+        warn_limited(f"redis-{step}", "mcp_tracking: Redis unreachable (%s); using this process's session state",
                   step, exc_info=True)
 
     def begin(self, state: SessionState, tool: str, phash: str, params: Any, polling: bool,

@@ -16,7 +16,7 @@ from jsonschema import exceptions as js_exceptions
 from jsonschema import validators
 
 from mcp_tracking._json import canonical_bytes
-from mcp_tracking._logging import warn_once
+from mcp_tracking._logging import warn_limited
 
 MAX_ERRORS = 20
 
@@ -230,7 +230,7 @@ def compile_schema(schema: Any) -> CompiledSchema:
         cls.check_schema(schema)
         validator = cls(schema)
     except Exception as exc:
-        warn_once(f"bad-schema-{version}", "mcp_tracking: tool input schema is invalid, not validating: %s",
+        warn_limited(f"bad-schema-{version}", "mcp_tracking: tool input schema is invalid, not validating: %s",
                   str(exc)[:200])
         return CompiledSchema(None, version, None, False, str(exc)[:300])
     props = schema.get("properties")

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from mcp_tracking._logging import warn_once
+from mcp_tracking._logging import warn_limited
 from mcp_tracking.emit.processors import FastPath, Processor, default_processors, ensure_json
 from mcp_tracking.emit.spool import Spool, default_spool_dir
 from mcp_tracking.events import EventRecord
@@ -143,7 +143,7 @@ class Emitter:
         with self._lock:
             self._stats.dropped += 1
         if not self._closed:
-            warn_once("queue-full", "mcp_tracking: event queue full (%d); dropping events", self.max_queue_size)
+            warn_limited("queue-full", "mcp_tracking: event queue full (%d); dropping events", self.max_queue_size)
         return False
 
     def add_tick(self, callback: Callable[[], object]) -> None:
@@ -204,7 +204,7 @@ class Emitter:
         try:
             self.sink.close()
         except Exception:
-            warn_once("sink-close", "mcp_tracking: sink %r failed to close", self.sink, exc_info=True)
+            warn_limited("sink-close", "mcp_tracking: sink %r failed to close", self.sink, exc_info=True)
         _LIVE.discard(self)
         return drained
 
@@ -238,7 +238,7 @@ class Emitter:
                 try:
                     self.sink.flush()
                 except Exception:
-                    warn_once("sink-flush", "mcp_tracking: sink %r failed to flush", self.sink, exc_info=True)
+                    warn_limited("sink-flush", "mcp_tracking: sink %r failed to flush", self.sink, exc_info=True)
             now = time.monotonic()
             if self._tick_callbacks and now - last_tick >= self.flush_interval:
                 last_tick = now
@@ -246,7 +246,7 @@ class Emitter:
                     try:
                         cb()
                     except Exception:
-                        warn_once("tick", "mcp_tracking: periodic task %r failed", cb, exc_info=True)
+                        warn_limited("tick", "mcp_tracking: periodic task %r failed", cb, exc_info=True)
             if now - self._health_at >= HEALTH_INTERVAL or (self._closed and not self._queue):
                 self._write_health(now)
             if self._closed and not self._queue:
@@ -261,7 +261,7 @@ class Emitter:
         try:
             sink.write_health(f"{socket.gethostname()}:{os.getpid()}:{id(self):x}", self.stats.as_dict())
         except Exception:
-            warn_once("health", "mcp_tracking: could not record emitter health in %r", self.sink, exc_info=True)
+            warn_limited("health", "mcp_tracking: could not record emitter health in %r", self.sink, exc_info=True)
 
     def _take_batch(self) -> tuple[list[Queued], list[_Mark]]:
         """Up to ``batch_size`` items from the head of the queue: (events, flush waypoints). Items are popped
@@ -288,7 +288,7 @@ class Emitter:
                 append(EventRecord(*item[:5], ts_us=item[5]))  # type: ignore[misc,index]
             except Exception:
                 self._stats.processor_errors += 1
-                warn_once("queued-args", "mcp_tracking: a queued event could not be built; dropped", exc_info=True)
+                warn_limited("queued-args", "mcp_tracking: a queued event could not be built; dropped", exc_info=True)
         return out
 
     def _process(self, batch: list[EventRecord]) -> list[EventRecord]:
@@ -324,7 +324,7 @@ class Emitter:
                     append(event)
             except Exception:
                 self._stats.processor_errors += 1
-                warn_once("processor", "mcp_tracking: a processor failed; event %s dropped", record.event_name,
+                warn_limited("processor", "mcp_tracking: a processor failed; event %s dropped", record.event_name,
                           exc_info=True)
         EventRecord.assign_ids(out)
         return out
@@ -358,7 +358,7 @@ class Emitter:
             self._stats.failed_writes += 1
             self._next_replay = time.monotonic() + self._replay_delay
             self._replay_delay = min(self._replay_delay * 2, MAX_BACKOFF * 2)
-            warn_once("spool-replay", "mcp_tracking: the store still refuses writes; events stay spooled",
+            warn_limited("spool-replay", "mcp_tracking: the store still refuses writes; events stay spooled",
                       exc_info=True)
             return wrote
 
@@ -366,7 +366,7 @@ class Emitter:
         try:
             self.spool.append(events)  # type: ignore[union-attr]
         except Exception:
-            warn_once("spool-write", "mcp_tracking: could not spool %d events", len(events), exc_info=True)
+            warn_limited("spool-write", "mcp_tracking: could not spool %d events", len(events), exc_info=True)
             return False
         self._stats.spooled += len(events)
         return True
@@ -393,22 +393,22 @@ class Emitter:
                         waited = time.monotonic() - started
                         if waited + delay > give_up_after or (self._closed and waited > 0):
                             if self.spool is not None and self._spool_batch(events):
-                                warn_once("sink-spool", "mcp_tracking: sink %r is down; spooling events to %s",
+                                warn_limited("sink-spool", "mcp_tracking: sink %r is down; spooling events to %s",
                                           self.sink, self.spool.dir, exc_info=True)
                                 self._next_replay = time.monotonic() + self._replay_delay
                                 break
                             self._stats.failed_events += len(events)
-                            warn_once("sink-write", "mcp_tracking: sink %r failed to write %d events; giving up",
+                            warn_limited("sink-write", "mcp_tracking: sink %r failed to write %d events; giving up",
                                       self.sink, len(events), exc_info=True)
                             break
-                        warn_once("sink-retry", "mcp_tracking: sink %r failed to write; retrying", self.sink,
+                        warn_limited("sink-retry", "mcp_tracking: sink %r failed to write; retrying", self.sink,
                                   exc_info=True)
                         self._stats.retries += 1
                         time.sleep(delay)
                         delay = min(delay * 2, MAX_BACKOFF)
         except Exception:  # never lose the worker: what could not be written is counted
             self._stats.failed_events += len(batch)
-            warn_once("write", "mcp_tracking: writing a batch failed", exc_info=True)
+            warn_limited("write", "mcp_tracking: writing a batch failed", exc_info=True)
 
 
 class _Mark(threading.Event):

@@ -192,7 +192,8 @@ class MetricsResult:
     """The ten metrics of a scope, the views beyond them, and the counts behind them.
 
     ``to_dict()`` is the stable JSON form: the ten metric keys, then ``tool_failure_rate``,
-    ``tool_confusion_pairs``, ``schema_hotspots``, ``retry_loops``, ``scope``, ``totals`` and ``breakdown``.
+    ``tool_confusion_pairs``, ``unknown_tools``, ``schema_hotspots``, ``retry_loops``, ``scope``, ``totals``
+    and ``breakdown``.
     """
 
     scope: dict[str, Any]
@@ -200,6 +201,7 @@ class MetricsResult:
     metrics: dict[str, Any]
     tool_failure_rate: list[dict[str, Any]]
     tool_confusion_pairs: list[dict[str, Any]]
+    unknown_tools: list[dict[str, Any]]  # see unknown_tools()
     schema_hotspots: list[dict[str, Any]]
     retry_loops: list[dict[str, Any]]
     breakdown: dict[str, dict[str, Any]] | None = None
@@ -215,6 +217,7 @@ class MetricsResult:
         out: dict[str, Any] = {k: self.metrics[k] for k in METRIC_KEYS}
         out["tool_failure_rate"] = self.tool_failure_rate
         out["tool_confusion_pairs"] = self.tool_confusion_pairs
+        out["unknown_tools"] = self.unknown_tools
         out["schema_hotspots"] = self.schema_hotspots
         out["retry_loops"] = self.retry_loops
         out["scope"] = self.scope
@@ -298,7 +301,6 @@ def derive(agg: Aggregates, scope: dict[str, Any]) -> MetricsResult:
         for kind, a, b, n in sorted(agg.confusion, key=lambda r: (-r[3], r[0], r[1] or "", r[2] or ""))
         if kind != "after_unknown"
     ]
-    metrics["unknown_tools"] = {"names": unknown_tools(agg.confusion)}
     hotspots = [
         {"tool_name": tool, "field": fld, "kind": kind, "count": n, "example_error": ex}
         for tool, fld, kind, n, ex in sorted(agg.hotspots,
@@ -312,7 +314,8 @@ def derive(agg: Aggregates, scope: dict[str, Any]) -> MetricsResult:
     if agg.groups:
         breakdown = {k: {m: v["value"] for m, v in core_metrics(g).items()} | {"tool_calls": g.tool_calls}
                      for k, g in sorted(agg.groups.items())}
-    return MetricsResult(scope, t, metrics, failure, confusion, hotspots, loops, breakdown)
+    return MetricsResult(scope, t, metrics, failure, confusion, unknown_tools(agg.confusion), hotspots, loops,
+                         breakdown)
 
 
 def scope_of(**filters: Any) -> dict[str, Any]:

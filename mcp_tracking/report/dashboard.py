@@ -16,7 +16,7 @@ from typing import Any
 from mcp_tracking._version import __version__
 from mcp_tracking.metrics import compute_metrics
 from mcp_tracking.metrics.model import MetricsResult
-from mcp_tracking.report.text import LABELS, PERCENT, fmt
+from mcp_tracking.report.text import LABELS, PERCENT, called_next, fmt
 from mcp_tracking.sinks import sink_from_url
 from mcp_tracking.sinks.base import QueryableSink, Sink, SQLStore
 
@@ -226,9 +226,10 @@ def render_dashboard(result: MetricsResult, *, buckets: Sequence[datetime] = (),
                     f'<div class="d">{esc(meaning)}</div></div>')
     pop = d["tool_popularity"]["tools"]
     lat = d["latency_per_step"]["by_tool"]
-    conf = d["tool_confusion_pairs"]
+    conf = [r for r in d["tool_confusion_pairs"] if r["kind"] != "hallucination"]  # unknown names: their own card
     hot = d["schema_hotspots"]
     fail = d["tool_failure_rate"]
+    unknown = d["unknown_tools"]
     cards = [
         ("trend", "Metrics over time", f"{len(buckets)} intervals between first and last event",
          line_chart(list(buckets), series or {}, chart_id="chart-trend"),
@@ -245,11 +246,18 @@ def render_dashboard(result: MetricsResult, *, buckets: Sequence[datetime] = (),
          html_table(["Tool", "Calls", "Mean", "p50", "p95", "Max"],
                     [[r["tool_name"], r["count"], fmt(r["mean_ms"]), fmt(r["p50_ms"]), fmt(r["p95_ms"]),
                       fmt(r["max_ms"])] for r in lat], numeric=(1, 2, 3, 4, 5))),
-        ("confusion", "Tool confusion", "what agents called → what they meant (suggestion) or switched to",
+        ("confusion", "Tool confusion", "a failed call, then a different tool: failed tool → the one switched to",
          hbar_chart([(f"{r['from_tool']} → {r['to_tool'] or '?'}", [r["count"]]) for r in conf[:15]],
                     ["times"], chart_id="chart-confusion"),
-         html_table(["Kind", "Called", "Meant / switched to", "Times"],
-                    [[r["kind"], r["from_tool"], r["to_tool"], r["count"]] for r in conf], numeric=(3,))),
+         html_table(["Failed tool", "Switched to", "Times"],
+                    [[r["from_tool"], r["to_tool"], r["count"]] for r in conf], numeric=(2,))),
+        ("unknown", "Unknown tool names", "names agents asked for that are not tools: the suggestion we answered "
+         "with, and what they called next (an alias or a rename to consider)",
+         hbar_chart([(r["requested_tool_name"], [r["count"]]) for r in unknown[:15]], ["times"],
+                    chart_id="chart-unknown"),
+         html_table(["Name asked for", "Times", "Suggested", "Called next"],
+                    [[r["requested_tool_name"], r["count"], r["suggested"] or "—", called_next(r)] for r in unknown],
+                    numeric=(1,))),
         ("hotspots", "Schema hot-spots", "argument fields that fail validation most",
          hbar_chart([(f"{r['tool_name']}.{r['field'] or '(args)'} ({r['kind']})", [r["count"]]) for r in hot[:15]],
                     ["violations"], chart_id="chart-hotspots"),

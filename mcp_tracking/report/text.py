@@ -85,6 +85,11 @@ def detail(key: str, m: dict[str, Any]) -> str:
     return ""
 
 
+def called_next(row: dict[str, Any]) -> str:
+    """``lookup (3), search (1)``: what agents called after asking for an unknown name."""
+    return ", ".join(f"{tool} ({n})" for tool, n in row["called_next"].items()) or "—"
+
+
 def render_table(result: MetricsResult) -> str:
     d = result.to_dict()
     scope = ", ".join(f"{k}={v}" for k, v in d["scope"].items() if v is not None) or "all events"
@@ -106,10 +111,17 @@ def render_table(result: MetricsResult) -> str:
                           fmt(lr.get("p95_ms")), fmt(lr.get("max_ms"))])
     parts.append(table(["Tool", "Calls", "Failure rate", "p50 ms", "p95 ms", "max ms"], tool_rows,
                        title="\nTools"))
-    if d["tool_confusion_pairs"]:
-        parts.append(table(["Kind", "Agent called", "Meant / switched to", "Times"],
-                           [[r["kind"], r["from_tool"], r["to_tool"] or "—", r["count"]]
-                            for r in d["tool_confusion_pairs"][:15]], title="\nTool confusion"))
+    unknown = d["unknown_tools"]
+    if unknown:
+        parts.append(table(["Name asked for", "Times", "Suggested", "Called next"],
+                           [[r["requested_tool_name"], r["count"], r["suggested"] or "—", called_next(r)]
+                            for r in unknown[:15]],
+                           title="\nUnknown tool names (not tools: consider an alias or a rename)"))
+    switches = [r for r in d["tool_confusion_pairs"] if r["kind"] != "hallucination"]  # those are just above
+    if switches:
+        parts.append(table(["Failed tool", "Switched to", "Times"],
+                           [[r["from_tool"], r["to_tool"] or "—", r["count"]] for r in switches[:15]],
+                           title="\nTool confusion (a failed call, then a different tool)"))
     if d["schema_hotspots"]:
         parts.append(table(["Tool", "Field", "Problem", "Times", "Example"],
                            [[r["tool_name"], r["field"] or "(arguments)", r["kind"], r["count"],

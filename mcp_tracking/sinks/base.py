@@ -85,12 +85,11 @@ class HealthStore(Protocol):
 
 @runtime_checkable
 class LiveSpans(Protocol):
-    """A sink that takes per-call trace context and enriches the framework's live span during a call
-    (the OpenTelemetry sink, or a fan-out holding one)."""
+    """A sink that takes per-call trace hooks (the OpenTelemetry sink, or a fan-out holding one)."""
 
     def live_spans(self) -> Any:
-        """The object the interceptors hand spans and events to (``live_span()``, ``open_live(...)``,
-        ``live_event(...)``, ``record_arguments``, ``record_results``), or ``None``."""
+        """The :class:`~mcp_tracking.core.tracing.CallTracing` hooks the recorder calls during a call (it
+        enriches the framework's live span, or collects what the sink builds its span from), or ``None``."""
         ...
 
 

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from mcp_tracking._logging import warn_once
+from mcp_tracking._logging import warn_limited
 from mcp_tracking.events import EventRecord
 from mcp_tracking.sinks.base import LiveSpans, Sink
 
@@ -93,7 +93,7 @@ class FanoutSink:
             try:
                 getattr(sink, method)()
             except Exception as exc:
-                warn_once(f"fanout-{method}", "mcp_tracking: %r failed to %s", sink, method, exc_info=True)
+                warn_limited(f"fanout-{method}", "mcp_tracking: %r failed to %s", sink, method, exc_info=True)
                 errors.append(exc)
         if errors:
             raise FanoutError(f"{len(errors)} sinks failed to {method}") from errors[0]

@@ -27,7 +27,7 @@ event on it. Tool arguments and results are attached only with ``record_argument
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 TRACER_NAME = "mcp_tracking"
 MAX_PENDING_CALLS = 10_000
 MAX_PENDING_SESSIONS = 10_000
+MAX_RESULT_ATTRIBUTE = 4096  # characters of a result put on a span (record_results only)
 
 #: ``network.transport`` per transport (OpenTelemetry's values); in-process calls have none
 NETWORK_TRANSPORT = {"stdio": "pipe", "streamable-http": "tcp", "sse": "tcp", "http": "tcp"}
@@ -154,23 +155,34 @@ class OTelSink:
     def __repr__(self) -> str:
         return f"OTelSink(tracer={TRACER_NAME!r})"
 
-    # -- on the request path (the interceptors call these when a framework span is live) ----------
+    # -- on the request path: the recorder's tracing hooks (core/tracing.py's CallTracing) -----------
 
     def live_spans(self) -> OTelSink:
-        """This sink wants per-call trace context and enriches live spans (see ``sinks.base.LiveSpans``)."""
+        """This sink takes per-call trace hooks (see ``sinks.base.LiveSpans``)."""
         return self
 
-    @staticmethod
-    def live_span() -> Any:
-        """The recording span around the call (the framework's ``tools/call`` span), else ``None``."""
-        span = _trace.get_current_span()
-        return span if span.is_recording() else None
+    def trace(self, framework_span: bool, facts: Mapping[str, Any]) -> tuple[Any, dict[str, Any] | None]:
+        """The framework's recording ``tools/call`` span to enrich; else the facts this sink builds the call's
+        span from when its events arrive (request id, protocol, transport, the client's ``traceparent``)."""
+        if framework_span:
+            span = _trace.get_current_span()
+            if span.is_recording():
+                return span, {"enriched": True}
+        context: dict[str, Any] = {k: facts.get(k) for k in
+                                   ("request_id", "protocol_version", "transport", "session_source")}
+        meta = facts.get("meta")
+        if meta:
+            for key in ("traceparent", "tracestate"):
+                value = meta.get(key)
+                if isinstance(value, str):
+                    context[key] = value
+        return None, context
 
-    def open_live(self, span: Any, tool: str, session_id: str, sequence: int, session_source: str | None,
-                  arguments: str | None) -> None:
+    def began(self, span: Any, tool: str, session_id: str, sequence: int, session_source: str | None,
+              params: Any, sanitize: Callable[[Any], str], early: Sequence[tuple[str, dict[str, Any]]]) -> None:
         """Our facts on the framework's span. The name and ``gen_ai`` attributes are the ones the framework
-        gives a call it reaches itself; set here too because a call we answer (unknown tool, invalid
-        arguments) never reaches the framework's code that names it."""
+        gives a call it reaches itself; set here too because a call refused on its arguments may never reach
+        the framework's code that names it."""
         span.update_name(f"tools/call {tool}")
         span.set_attribute("gen_ai.tool.name", tool)
         span.set_attribute("gen_ai.operation.name", "execute_tool")
@@ -178,12 +190,39 @@ class OTelSink:
         span.set_attribute("mcp_tracking.call_sequence", sequence)
         if session_source:
             span.set_attribute("mcp_tracking.session_source", session_source)
-        if arguments is not None:
-            span.set_attribute("gen_ai.tool.call.arguments", arguments)
+        if self.record_arguments:
+            span.set_attribute("gen_ai.tool.call.arguments", sanitize(params))
+        for name, md in early:
+            self.event(span, name, md)
 
     @staticmethod
-    def live_event(span: Any, name: str, metadata: Mapping[str, Any]) -> None:
-        span.add_event(name, event_attributes(name, metadata))
+    def event(span: Any, name: str, metadata: Mapping[str, Any]) -> None:
+        """A failure is the span's error type (the framework records the exception itself); every other
+        event is a span event."""
+        if name == "tool_call_failed":
+            span.set_attribute("mcp_tracking.error_type", str(metadata.get("error_type")))
+        else:
+            span.add_event(name, event_attributes(name, metadata))
+
+    @staticmethod
+    def session(span: Any, session_id: str) -> None:
+        span.set_attribute("mcp.session.id", session_id)
+
+    def result(self, span: Any, result: Any, sanitize: Callable[[Any], str]) -> dict[str, Any] | None:
+        """``gen_ai.tool.call.result`` (redacted and capped like the arguments), when the user opted in."""
+        if not self.record_results:
+            return None
+        text = sanitize(result)[:MAX_RESULT_ATTRIBUTE]
+        if span is not None:
+            span.set_attribute("gen_ai.tool.call.result", text)
+            return None
+        return {"result": text}
+
+    def unknown(self, span: Any, session_id: str, requested: str, suggested: str | None) -> None:
+        span.set_attribute("mcp_tracking.error_type", "unknown_tool")
+        span.set_attribute("mcp.session.id", session_id)
+        self.event(span, "hallucinated_tool_call",
+                   {"requested_tool_name": requested, "similar_tool_suggested": suggested})
 
     # -- on the worker ---------------------------------------------------------------------------
 
