@@ -58,13 +58,14 @@ run_suite() {  # venv name dir extra-pytest-args...
       pytest_in "$venv" "$dir" "$m" "$WORK/$name-$mode-again-$m.xml" "$WORK/$name-$mode-again-$m.log" \
         "${opts[@]}" "${again[@]}"
     done
-    if ! "$WORK/$venv/bin/python" "$ROOT/compat/compare_junit.py" "$WORK/$name-$mode-again-untracked.xml" \
+    if "$WORK/$venv/bin/python" "$ROOT/compat/compare_junit.py" "$WORK/$name-$mode-again-untracked.xml" \
         "$WORK/$name-$mode-again-$mode.xml" --allow "$ROOT/compat/allowlist.txt"; then
-      [ "$mode" = default ] && status=1
-    else
       echo "  (the others failed under parallel load only: they pass tracked when run alone)"
+    elif [ "$mode" != enforce ]; then
+      status=1  # default and observe must be transparent; enforce differences are listed (docs)
     fi
   done
+  return 0
 }
 if [ "$WHICH" = mcp ] || [ "$WHICH" = all ]; then
   [ -d "mcp-$MCP_V" ] || tar xzf "sdists/mcp-$MCP_V.tar.gz"

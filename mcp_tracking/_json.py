@@ -11,6 +11,7 @@ import base64
 import hashlib
 import math
 import os
+import re
 from collections.abc import Mapping
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -50,11 +51,29 @@ def _default(obj: Any) -> Any:
     return f"<{type(obj).__name__}>"
 
 
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` as valid Unicode: lone surrogates (``'\\ud800'``, bytes decoded with ``surrogateescape``)
+    become U+FFFD, the only characters no UTF-8 store, file or JSON encoder can take."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return _SURROGATES.sub("\ufffd", text)
+
+
 def to_jsonable(obj: Any, _depth: int = 0, _seen: set[int] | None = None) -> Any:
     """A pure-JSON copy of ``obj``: cycles and depth beyond :data:`MAX_DEPTH` become markers,
-    NaN/inf become strings, unknown objects become ``"<TypeName>"``."""
-    if obj is None or isinstance(obj, (bool, str)):
+    NaN/inf become strings, unknown objects become ``"<TypeName>"``, text that is not valid Unicode is
+    cleaned (:func:`clean_text`)."""
+    if obj is None or isinstance(obj, bool):
         return obj
+    if isinstance(obj, str):
+        return clean_text(obj)
     if isinstance(obj, int):
         return obj if -(2**63) <= obj < 2**64 else str(obj)
     if isinstance(obj, float):
@@ -73,7 +92,7 @@ def to_jsonable(obj: Any, _depth: int = 0, _seen: set[int] | None = None) -> Any
         _seen.add(id(obj))
         try:
             if isinstance(obj, Mapping):
-                out: Any = {str(k) if not isinstance(k, str) else k: to_jsonable(v, _depth + 1, _seen)
+                out: Any = {clean_text(k if isinstance(k, str) else str(k)): to_jsonable(v, _depth + 1, _seen)
                             for k, v in obj.items()}
             elif isinstance(obj, (set, frozenset)):
                 items = [to_jsonable(v, _depth + 1, _seen) for v in obj]
@@ -124,6 +143,59 @@ def _load_key() -> bytes:
 
 
 _HASH_KEY = _load_key()
+
+
+def params_digest(params: Any, key: bytes | None = None) -> tuple[str, int]:
+    """:func:`params_hash` and the size of the canonical JSON it hashed, in bytes (one serialisation)."""
+    data = canonical_bytes(params)
+    keyed = _KEYED.get(key) if key else _DEFAULT_KEYED
+    if keyed is None:
+        keyed = _KEYED.setdefault(key, hashlib.blake2b(key=key, digest_size=16))  # type: ignore[arg-type]
+    h = keyed.copy()
+    h.update(data)
+    return h.hexdigest(), len(data)
+
+
+def cut_text(text: str, max_chars: int) -> str:
+    """``text`` in at most ``max_chars`` characters, the cut marked ``...[N more chars]`` (so cutting twice
+    changes nothing)."""
+    if len(text) <= max_chars:
+        return text
+    keep = max(0, max_chars - len(f"...[{len(text)} more chars]"))
+    return text[:keep] + f"...[{len(text) - keep} more chars]"
+
+
+def cap_strings(value: Any, max_chars: int, _depth: int = 0) -> Any:
+    """``value`` with every string (keys too) over ``max_chars`` cut and marked ``...[N more chars]``;
+    containers deeper than :data:`MAX_DEPTH` are replaced by ``"<max depth>"`` (never kept unexamined)."""
+    if isinstance(value, str):
+        return cut_text(value, max_chars)
+    if isinstance(value, (Mapping, list, tuple)) and _depth >= MAX_DEPTH:
+        return "<max depth>"
+    if isinstance(value, Mapping):
+        return {cap_strings(k, max_chars, _depth + 1) if isinstance(k, str) else k:
+                cap_strings(v, max_chars, _depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [cap_strings(v, max_chars, _depth + 1) for v in value]
+    return value
+
+
+def stand_in(value: Any, size: int) -> dict[str, Any]:
+    """What is kept of a value too large to queue: its size and, for an object, its first 50 keys (never a
+    value: the stand-in is made on the request path, before redaction)."""
+    out: dict[str, Any] = {"$truncated": True, "bytes": size}
+    if isinstance(value, Mapping):
+        out["keys"] = [clean_text(k if isinstance(k, str) else str(k))[:200] for k in list(value)[:50]]
+    return out
+
+
+def approx_size(value: Any) -> int:
+    """The JSON size of a value a host hands to ``track()``, in bytes (orjson's; 1 KB per value it cannot
+    serialise as is, which the worker makes JSON later)."""
+    try:
+        return len(orjson.dumps(value, option=_OPTS))
+    except Exception:
+        return 1024
 
 
 def params_hash(params: Any, key: bytes | None = None) -> str:

@@ -26,7 +26,7 @@ from mcp_tracking.core.manifest import suggest
 from mcp_tracking.core.sessions import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SESSIONS, SessionStore
 from mcp_tracking.core.state import LocalState, StateBackend
 from mcp_tracking.core.tracker import Tracker
-from mcp_tracking.emit.emitter import Emitter, EmitterStats
+from mcp_tracking.emit.emitter import EVENT_OVERHEAD, Emitter, EmitterStats
 from mcp_tracking.emit.emitter import _close_all as _close_all_emitters
 from mcp_tracking.emit.processors import Processor, default_processors
 from mcp_tracking.emit.shutdown import install_sigterm_handler, register_drainer
@@ -49,7 +49,7 @@ class AnalyticsClient:
         idle_timeout: seconds of inactivity after which a session ends (default 30 min).
         max_sessions: live sessions kept in memory; the least recently active beyond it are ended.
         polling_tools: tools that are legitimately called again with the same arguments (never retries).
-        max_queue_size / batch_size / flush_interval / retry_timeout / spool_dir / spool_after: the
+        max_queue_size / max_queue_bytes / batch_size / flush_interval / retry_timeout / spool_dir / spool_after: the
             emitter's bounds and its disk spool for store outages (see :class:`~mcp_tracking.emit.emitter.Emitter`).
         shared_state: where per-session call state lives: this process (default), or a ``redis://`` URL
             or :class:`~mcp_tracking.core.redis_state.RedisState` shared by every replica of the server, so
@@ -79,6 +79,7 @@ class AnalyticsClient:
         max_sessions: int = DEFAULT_MAX_SESSIONS,
         polling_tools: Sequence[str] = (),
         max_queue_size: int | None = None,
+        max_queue_bytes: int | None = None,
         batch_size: int | None = None,
         flush_interval: float | None = None,
         retry_timeout: float | None = None,
@@ -88,9 +89,12 @@ class AnalyticsClient:
         shared_state: StateBackend | str | None = None,
     ) -> None:
         self.sink: Sink = sink if isinstance(sink, Sink) else sink_from_url(sink)
+        self.keys_only = keys_only  # no argument value stored anywhere (validation messages included)
         emitter_opts: dict[str, Any] = {}
         if max_queue_size is not None:
             emitter_opts["max_queue_size"] = max_queue_size
+        if max_queue_bytes is not None:
+            emitter_opts["max_queue_bytes"] = max_queue_bytes
         if batch_size is not None:
             emitter_opts["batch_size"] = batch_size
         if flush_interval is not None:
@@ -154,13 +158,14 @@ class AnalyticsClient:
 
     def _emit(self, name: str, user_id: str, session_id: str | None, mcp_name: str | None,
               metadata: dict[str, Any], created_us: int | None = None,
-              context: dict[str, Any] | None = None) -> bool:
+              context: dict[str, Any] | None = None, size: int = 0) -> bool:
         """The tracker's ``emit``: queue one event (built on the worker unless it carries call context)."""
         ts = created_us if created_us is not None else time.time_ns() // 1000
         if context is None:
-            return self.emitter.emit((name, user_id, session_id, mcp_name, metadata, ts))
+            return self.emitter.emit((name, user_id, session_id, mcp_name, metadata, ts, size + EVENT_OVERHEAD))
         record = EventRecord(name, user_id, session_id, mcp_name, metadata, ts_us=ts)
         record.call_context = context
+        record.queued_bytes = size + EVENT_OVERHEAD
         return self.emitter.emit(record)
 
     # -- the design's track(): any event -----------------------------------------------------------

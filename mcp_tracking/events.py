@@ -21,6 +21,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 #: Version of the envelope and metadata layout below. Bumped when a field changes meaning.
+#: The largest tool-arguments payload queued and stored as it is (JSON bytes); a larger one is kept as its
+#: size (see ``mcp_tracking._json.stand_in``). ``CapSizes(max_payload_bytes=...)`` applies the same cap.
+MAX_PAYLOAD_BYTES = 16_384
+#: The longest string stored as it is; longer ones are cut and marked ``...[N more chars]``.
+MAX_STRING_CHARS = 4096
+#: The largest metadata a host's ``track()`` queues as it is; beyond it its largest values become stand-ins.
+MAX_EVENT_BYTES = 65_536
+
 SCHEMA_VERSION = 1
 
 
@@ -318,8 +326,8 @@ def _mint(records: Sequence[Any]) -> None:
 class EventRecord:
     """An event as queued: cheap to build on the request path; serialised on the worker."""
 
-    __slots__ = ("_event_id", "call_context", "event_name", "mcp_name", "metadata", "metadata_json", "schema_version",
-                 "session_id", "ts_us", "user_id")
+    __slots__ = ("_event_id", "call_context", "event_name", "mcp_name", "metadata", "metadata_json", "queued_bytes",
+                 "schema_version", "session_id", "ts_us", "user_id")
 
     def __init__(
         self,
@@ -347,6 +355,8 @@ class EventRecord:
         self.schema_version = schema_version
         #: facts of the tool call that are not stored (trace context, request id), for sinks that want them
         self.call_context: dict[str, Any] | None = None
+        #: what the emitter's byte budget counted for it while queued
+        self.queued_bytes = 0
 
     @property
     def event_id(self) -> str:

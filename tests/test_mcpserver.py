@@ -272,7 +272,7 @@ async def test_explicit_session_and_user_in_meta():
 
 FAULT_STAGES = [
     ("mcp_tracking.core.recorder.Recorder.resolve_identity", None),
-    ("mcp_tracking.core.tracker.params_hash", None),
+    ("mcp_tracking.core.tracker.params_digest", None),
     ("mcp_tracking.client.AnalyticsClient._emit", None),
     ("mcp_tracking.core.validation.ValidatorCache.get", None),
     ("mcp_tracking.core.recorder.suggest", None),

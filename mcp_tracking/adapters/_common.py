@@ -44,7 +44,8 @@ def recorder_for(client: AnalyticsClient, options: TrackingOptions) -> Recorder:
     sink = client.sink
     otel = sink.live_spans() if isinstance(sink, LiveSpans) else None
     return Recorder(client.tracker, options, otel=otel,
-                    sanitize=(lambda value: sanitized(client, value)) if otel is not None else None)
+                    sanitize=(lambda value: sanitized(client, value)) if otel is not None else None,
+                    show_values=not client.keys_only)
 
 
 def sanitized(client: AnalyticsClient, value: Any) -> str:

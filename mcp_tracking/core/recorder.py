@@ -131,16 +131,18 @@ class Recorder:
         otel: the tracing hooks (:class:`~mcp_tracking.core.tracing.CallTracing`: the OpenTelemetry sink), when
             events also go to one.
         sanitize: ``value -> JSON text`` as the store keeps it (redacted, capped), for span attributes.
+        show_values: whether validation messages may quote argument values (``False`` in keys-only mode).
     """
 
     def __init__(self, tracker: Tracker, options: TrackingOptions | None = None, *, otel: CallTracing | None = None,
-                 sanitize: Callable[[Any], str] | None = None) -> None:
+                 sanitize: Callable[[Any], str] | None = None, show_values: bool = True) -> None:
         self.tracker = tracker
         self.options = options or TrackingOptions()
         self.validators = ValidatorCache()
         self._polling = frozenset(self.options.polling_tools)
         self._meta_keys = frozenset(self.options.session_meta_keys) | frozenset(self.options.user_meta_keys)
         self._otel = otel
+        self.show_values = show_values
         self._sanitize = sanitize or (lambda value: dumps(value).decode())
         if self._polling - tracker.polling_tools:
             tracker.polling_tools = tracker.polling_tools | self._polling
@@ -232,7 +234,7 @@ class Recorder:
                                       who.session_source, handle.params, self._sanitize, handle.early or ())):
             handle.span = span
         if schema is not None and self.options.validation != "off":
-            self._validate(handle, schema)
+            self._validate(handle, schema, params)  # the arguments as sent (the handle may hold a stand-in)
         return handle
 
     def late(self, info: CallInfo, since: tuple[int, float], *, error_type: str | None = None,
@@ -248,10 +250,10 @@ class Recorder:
                 self.finish(handle, error_type=error_type, exception=exception)
         return handle
 
-    def _validate(self, handle: CallHandle, schema: Any) -> None:
+    def _validate(self, handle: CallHandle, schema: Any, params: Any) -> None:
         try:
             compiled = self.validators.get(handle.tool_name, schema)
-            outcome = validate(compiled, handle.params if handle.params is not None else {})
+            outcome = validate(compiled, params if params is not None else {}, self.show_values)
         except Exception:
             warn_limited("validate", "mcp_tracking: validating arguments of %r failed", handle.tool_name,
                       exc_info=True)

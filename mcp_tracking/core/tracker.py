@@ -28,10 +28,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mcp_tracking._json import params_hash
+from mcp_tracking._json import approx_size, cap_strings, params_digest, params_hash, stand_in
 from mcp_tracking.core.identity import ByIdentity, ConnectionIds
 from mcp_tracking.core.sessions import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SESSIONS, SessionState, SessionStore
 from mcp_tracking.core.state import REFUSED, LocalState, StateBackend, failure_reason
+from mcp_tracking.events import MAX_EVENT_BYTES, MAX_PAYLOAD_BYTES, MAX_STRING_CHARS
 
 #: outcome events of a session
 OUTCOMES = ("session_completed", "session_failed", "session_abandoned")
@@ -40,11 +41,12 @@ MAX_OPEN_CALLS = 256
 
 
 class Emit(Protocol):
-    """Queue one event; ``True`` if accepted. ``created_us`` (µs since the epoch) defaults to now."""
+    """Queue one event; ``True`` if accepted. ``created_us`` (µs since the epoch) defaults to now; ``size``
+    is the payload's size in bytes, for the queue's byte budget (the envelope is counted on top)."""
 
     def __call__(self, name: str, user_id: str, session_id: str | None, mcp_name: str | None,
                  metadata: dict[str, Any], created_us: int | None = None,
-                 context: dict[str, Any] | None = None) -> bool: ...
+                 context: dict[str, Any] | None = None, size: int = 0) -> bool: ...
 
 
 def now_us() -> int:
@@ -77,6 +79,19 @@ class CallHandle:
     #: ``wrong_tool_error`` / ``tool_call_retry`` metadata decided at the start (for a live span)
     early: list[tuple[str, dict[str, Any]]] | None = None
     validation: Any = None  # the interceptor's own validation outcome and schema (for corrective text)
+    payload_bytes: int = 0  # the size of ``params`` as queued (the byte budget counts it per event)
+
+
+def capped(value: Any, size: int) -> tuple[Any, int]:
+    """A payload of ``size`` bytes, over :data:`MAX_PAYLOAD_BYTES`, made small enough to queue: its long
+    strings cut (what the worker's size caps would keep anyway), else only its size and keys. Returns it and
+    its size. Runs on the request path only for such payloads; nothing in it reveals a value the worker's
+    redaction would hide (keys are kept, so redaction still finds what sits under a secret key)."""
+    cut = cap_strings(value, MAX_STRING_CHARS)
+    n = approx_size(cut)
+    if n <= MAX_PAYLOAD_BYTES:
+        return cut, n
+    return stand_in(value, size), 256
 
 
 class Tracker:
@@ -107,6 +122,26 @@ class Tracker:
 
     def hash(self, params: Any) -> str:
         return params_hash(params if params is not None else {}, self.hash_key)
+
+    def payload(self, params: Any) -> tuple[Any, str, int]:
+        """``(params as queued, their hash, bytes)``: arguments over :data:`MAX_PAYLOAD_BYTES` are replaced by
+        their size before they are queued or kept in session state (the hash is of the real ones)."""
+        phash, size = params_digest(params if params is not None else {}, self.hash_key)
+        if size > MAX_PAYLOAD_BYTES:
+            params, size = capped(params, size)
+        return params, phash, size
+
+    def _bounded(self, metadata: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        """A host's ``track()`` metadata and its size; past :data:`MAX_EVENT_BYTES`, its values over
+        :data:`MAX_PAYLOAD_BYTES` become stand-ins (the rest of the event is kept)."""
+        size = approx_size(metadata)
+        if size <= MAX_EVENT_BYTES:
+            return metadata, size
+        out: dict[str, Any] = {}
+        for key, value in metadata.items():
+            n = approx_size(value)
+            out[key] = capped(value, n)[0] if n > MAX_PAYLOAD_BYTES else value
+        return out, approx_size(out)
 
     def _mcp(self, mcp_name: Any) -> str | None:
         if mcp_name is None:
@@ -183,12 +218,13 @@ class Tracker:
     def track(self, name: str, user_id: str, session_id: str | None, mcp_name: str | None,
               metadata: dict[str, Any]) -> bool:
         mcp = self._mcp(mcp_name)
+        metadata, size = self._bounded(metadata)
         if session_id is None:
-            return self._emit(name, user_id, None, mcp, metadata)
+            return self._emit(name, user_id, None, mcp, metadata, size=size)
         with self.lock:
             state = self.session(session_id, user_id, mcp)
             self._observe(state, name, metadata)
-            return self._emit(name, user_id, session_id, mcp, metadata)
+            return self._emit(name, user_id, session_id, mcp, metadata, size=size)
 
     def _observe(self, state: SessionState, name: str, md: dict[str, Any]) -> None:
         """Session state from an event given whole through ``track()``."""
@@ -216,6 +252,7 @@ class Tracker:
                      available: Sequence[str], suggestions: Sequence[tuple[str, float]],
                      session_facts: Mapping[str, Any] | None = None, context: dict[str, Any] | None = None) -> bool:
         """``hallucinated_tool_call``: a name that is not a tool. Not a call: no sequence, no step."""
+        params, _, size = self.payload(params)
         with self.lock:
             state = self.session(session_id, user_id, mcp_name)
             self._start(state, session_facts)
@@ -227,7 +264,8 @@ class Tracker:
                 "suggestions": [name for name, _ in suggestions],
             }
             self.state.note(state, "hallucinated_tool_call", md)
-            return self._emit("hallucinated_tool_call", state.user_id, session_id, state.mcp_name, md, None, context)
+            return self._emit("hallucinated_tool_call", state.user_id, session_id, state.mcp_name, md, None, context,
+                              size=size)
 
     def begin_call(self, session_id: str, user_id: str, mcp_name: str | None, tool: str, params: Any, *,
                    phash: str | None = None, session_facts: Mapping[str, Any] | None = None,
@@ -239,7 +277,12 @@ class Tracker:
         (``None``: the caller writes ``session_start`` itself, as the design's helpers leave it to the server).
         ``hold_repeats``: a repeat of a success waits for its result (interceptors); else it is a retry now.
         """
-        phash = phash if phash is not None else self.hash(params)
+        if phash is None:
+            params, phash, size = self.payload(params)
+        else:
+            size = approx_size(params)
+            if size > MAX_PAYLOAD_BYTES:
+                params, size = capped(params, size)
         started = time.perf_counter()
         created = created_us if created_us is not None else now_us()
         with self.lock:
@@ -248,7 +291,8 @@ class Tracker:
             start = self.state.begin(state, tool, phash, params, polling, claim=session_facts is not None)
             if start.new_session:
                 self._start(state, session_facts, claimed=True, created_us=created)
-            handle = CallHandle(state, user_id, state.mcp_name, tool, params, phash, start.sequence, started)
+            handle = CallHandle(state, user_id, state.mcp_name, tool, params, phash, start.sequence, started,
+                                payload_bytes=size)
             retry_md = None
             if start.retry is not None:
                 handle.is_retry = True
@@ -301,7 +345,8 @@ class Tracker:
         if handle.held is not None:
             handle.held.append((name, md, created, context))
         else:
-            self._emit(name, handle.user_id, handle.state.session_id, handle.mcp_name, md, created, context)
+            self._emit(name, handle.user_id, handle.state.session_id, handle.mcp_name, md, created, context,
+                       size=handle.payload_bytes)
 
     def _release(self, handle: CallHandle, retried: tuple[int, int] | None) -> dict[str, Any] | None:
         """A held call's events, now that its result decided: with ``tool_call_retry`` after its
@@ -316,10 +361,11 @@ class Tracker:
         for name, md, created, context in held or ():
             if name == "tool_call_started":
                 md["is_retry"], md["retry_attempt"] = handle.is_retry, handle.retry_attempt
-            self._emit(name, handle.user_id, handle.state.session_id, handle.mcp_name, md, created, context)
+            self._emit(name, handle.user_id, handle.state.session_id, handle.mcp_name, md, created, context,
+                       size=handle.payload_bytes)
             if name == "tool_call_started" and retry_md is not None:
                 self._emit("tool_call_retry", handle.user_id, handle.state.session_id, handle.mcp_name, retry_md,
-                           created)
+                           created, size=handle.payload_bytes)
         return retry_md
 
     def schema_error(self, handle: CallHandle, errors: list[dict[str, Any]], schema_version: str | None, *,

@@ -25,6 +25,9 @@ from mcp_tracking.events import EventRecord
 from mcp_tracking.sinks.base import HealthStore, Sink
 
 DEFAULT_MAX_QUEUE_SIZE = 50_000
+DEFAULT_MAX_QUEUE_BYTES = 64 << 20
+#: what an event costs the byte budget beyond the payload size its producer counted (envelope, dict, ids)
+EVENT_OVERHEAD = 512
 DEFAULT_BATCH_SIZE = 1000
 DEFAULT_FLUSH_INTERVAL = 0.5
 DEFAULT_RETRY_TIMEOUT = 60.0
@@ -41,8 +44,12 @@ class EmitterStats:
     spooled: int = 0
     replayed: int = 0
     dropped: int = 0
+    dropped_bytes: int = 0  # of dropped: the bytes of the events dropped over the byte budget
+    queued_bytes: int = 0  # what the queue holds now, as counted for the byte budget
     failed_writes: int = 0
     failed_events: int = 0
+    rejected: int = 0  # of failed_events: events the store refused alone while it took their neighbours
+    forged: int = 0  # spooled lines not replayed: no valid mark (written by someone else, or damaged)
     processor_errors: int = 0
     retries: int = 0
     queue_depth: int = 0
@@ -52,8 +59,9 @@ class EmitterStats:
 
 
 #: What the queue holds: a record, or the arguments of one to be built on the worker, off the request path:
-#: ``(event_name, user_id, session_id, mcp_name, metadata, ts_us)`` (how the tracker queues a call's events).
-Queued = EventRecord | tuple[str, str, str | None, str | None, dict[str, Any], int]
+#: ``(event_name, user_id, session_id, mcp_name, metadata, ts_us, queued_bytes)`` (how the tracker queues a
+#: call's events; ``queued_bytes`` is what the byte budget counts for it).
+Queued = EventRecord | tuple[str, str, str | None, str | None, dict[str, Any], int, int]
 
 
 class Emitter:
@@ -63,14 +71,18 @@ class Emitter:
         sink: where batches go.
         processors: per-event chain; defaults to :func:`default_processors`.
         max_queue_size: events held in memory; past it new events are dropped and counted.
+        max_queue_bytes: bytes held in memory, as the producers count them (each event's payload size, taken
+            on the request path, plus :data:`EVENT_OVERHEAD`); past it new events are dropped and counted
+            (default 64 MiB). Payloads larger than the size caps never reach the queue whole: the tracker
+            replaces them with their size first.
         batch_size: events per write.
         flush_interval: seconds the worker waits before writing a partial batch.
         retry_timeout: how long a failing batch is retried (exponential backoff from ``retry_backoff`` up
             to 2 s) before it is given up and counted in ``failed_events`` (without a spool); meanwhile new
             events queue up. Batches are written in order: none overtakes one that is being retried.
         spool_dir: where batches go when the store stays down (see :mod:`mcp_tracking.emit.spool`): a
-            directory, ``None`` for the default (``MCP_TRACKING_SPOOL_DIR`` or the temp dir, keyed by the
-            store), or ``False`` to never spool.
+            directory, ``None`` for the default (``MCP_TRACKING_SPOOL_DIR`` or the user's state directory,
+            keyed by the store), or ``False`` to never spool.
         spool_after: seconds a batch is retried before it is spooled.
     """
 
@@ -80,6 +92,7 @@ class Emitter:
         *,
         processors: Sequence[Processor] | None = None,
         max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
+        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
         batch_size: int = DEFAULT_BATCH_SIZE,
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
@@ -87,8 +100,8 @@ class Emitter:
         spool_dir: str | os.PathLike[str] | bool | None = None,
         spool_after: float = 2.0,
     ) -> None:
-        if max_queue_size <= 0 or batch_size <= 0:
-            raise ValueError("max_queue_size and batch_size must be positive")
+        if max_queue_size <= 0 or batch_size <= 0 or max_queue_bytes <= 0:
+            raise ValueError("max_queue_size, max_queue_bytes and batch_size must be positive")
         if batch_size > max_queue_size:
             raise ValueError("batch_size must be less than or equal to max_queue_size")
         if flush_interval <= 0:
@@ -96,6 +109,7 @@ class Emitter:
         self.sink = sink
         self.processors: list[Processor] = list(processors) if processors is not None else default_processors()
         self.max_queue_size = max_queue_size
+        self.max_queue_bytes = max_queue_bytes
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         if retry_timeout < 0 or retry_backoff <= 0:
@@ -106,7 +120,12 @@ class Emitter:
             self.spool: Spool | None = None
         else:
             directory = default_spool_dir(repr(sink)) if spool_dir in (None, True) else spool_dir
-            self.spool = Spool(directory)  # type: ignore[arg-type]
+            try:
+                self.spool = Spool(directory)  # type: ignore[arg-type]
+            except OSError as exc:  # not private, not ours, not writable: no spool rather than an unsafe one
+                warn_limited("spool-unusable", "mcp_tracking: no spool (%s); a store that stays down loses events",
+                             exc)
+                self.spool = None
         self.spool_after = spool_after
         self._next_replay = 0.0
         self._replay_delay = retry_backoff
@@ -119,6 +138,10 @@ class Emitter:
         self._lock = threading.Lock()  # the worker's start and the refused-event count; never taken by emit
         self._wake = threading.Event()
         self._taken = 0  # events the worker has taken from the queue
+        # the byte budget: counted in by the producers, out by the worker alone (two counters, so the worker's
+        # count is exact; a producer's rare lost increment only makes the budget a little more lenient)
+        self._bytes_in = 0
+        self._bytes_out = 0
         self._stats = EmitterStats()
         self._closed = False
         self._worker: threading.Thread | None = None
@@ -128,10 +151,15 @@ class Emitter:
 
     def emit(self, record: Queued) -> bool:
         """Queue one event (a record, or its arguments: see :data:`Queued`); ``False`` (counted, logged) when
-        the queue is full or the emitter closed. Lock-free: a deque append is atomic, and order is queue order."""
+        the queue is full (events or bytes) or the emitter closed. Lock-free: a deque append is atomic, and
+        order is queue order."""
         queue = self._queue
         if self._closed or len(queue) >= self.max_queue_size:
             return self._refuse()
+        cost = _cost(record)
+        if self._bytes_in - self._bytes_out + cost > self.max_queue_bytes:
+            return self._refuse(cost)
+        self._bytes_in += cost
         queue.append(record)
         if self._worker is None:
             self._start_worker()
@@ -139,10 +167,17 @@ class Emitter:
             self._wake.set()
         return True
 
-    def _refuse(self) -> bool:
+    def _refuse(self, cost: int = 0) -> bool:
         with self._lock:
             self._stats.dropped += 1
-        if not self._closed:
+            if cost:
+                self._stats.dropped_bytes += cost
+        if self._closed:
+            return False
+        if cost:
+            warn_limited("queue-bytes", "mcp_tracking: event queue over its byte budget (%d bytes); dropping events",
+                         self.max_queue_bytes)
+        else:
             warn_limited("queue-full", "mcp_tracking: event queue full (%d); dropping events", self.max_queue_size)
         return False
 
@@ -192,9 +227,11 @@ class Emitter:
         return True
 
     def close(self, timeout: float | None = 10.0) -> bool:
-        """Drain within ``timeout`` and stop the worker; idempotent. ``True`` if everything was written."""
+        """Drain within ``timeout`` and stop the worker; idempotent. ``True`` if every event accepted was
+        delivered: written to the store, or spooled for a later process to replay (``False`` when any was
+        given up, or the queue could not be drained in time)."""
         if self._closed:
-            return self._queue_empty()
+            return self._queue_empty() and self._stats.failed_events == 0
         drained = self.flush(timeout)
         self._closed = True
         self._wake.set()
@@ -206,7 +243,7 @@ class Emitter:
         except Exception:
             warn_limited("sink-close", "mcp_tracking: sink %r failed to close", self.sink, exc_info=True)
         _LIVE.discard(self)
-        return drained
+        return drained and self._stats.failed_events == 0
 
     def _queue_empty(self) -> bool:
         return all(type(item) is _Mark for item in self._queue)
@@ -217,6 +254,9 @@ class Emitter:
         depth = len(self._queue)
         s.accepted = self._taken + depth
         s.queue_depth = depth
+        s.queued_bytes = max(0, self._bytes_in - self._bytes_out)
+        if self.spool is not None:
+            s.forged = self.spool.forged
         return EmitterStats(**asdict(s))
 
     # -- worker ----------------------------------------------------------------------------------
@@ -273,6 +313,7 @@ class Emitter:
         if marks:
             batch = [item for item in batch if type(item) is not _Mark]
         self._taken += len(batch)
+        self._bytes_out += sum(map(_cost, batch))
         return batch, marks  # type: ignore[return-value]
 
     def _materialize(self, batch: list[Queued]) -> list[EventRecord]:
@@ -346,12 +387,10 @@ class Emitter:
                 for record in records:
                     chunk.append(record)
                     if len(chunk) >= self.batch_size:
-                        self.sink.write(chunk)
-                        self._stats.replayed += len(chunk)
+                        self._replay_chunk(chunk)
                         chunk = []
                 if chunk:
-                    self.sink.write(chunk)
-                    self._stats.replayed += len(chunk)
+                    self._replay_chunk(chunk)
                 spool.done(seg)
                 wrote = True
         except Exception:
@@ -361,6 +400,53 @@ class Emitter:
             warn_limited("spool-replay", "mcp_tracking: the store still refuses writes; events stay spooled",
                       exc_info=True)
             return wrote
+
+    def _replay_chunk(self, chunk: list[EventRecord]) -> None:
+        try:
+            self.sink.write(chunk)
+        except Exception as exc:  # one poisoned event must not hold the whole spool back
+            if not (_about_the_data(exc) and self._isolate(chunk, replay=True)):
+                raise
+            return
+        self._stats.replayed += len(chunk)
+
+    def _isolate(self, events: list[EventRecord], *, replay: bool = False) -> bool:
+        """The store refused a batch for something in its data: write it in halves, down to single events.
+        If the store took any of them it is up, and the events it refuses alone are dropped and counted
+        (``rejected``): one bad event costs that event, never its neighbours. ``False`` when it took none:
+        the caller treats the batch as a store failure (retry, spool)."""
+        refused: list[EventRecord] = []
+        took = 0
+
+        def halves(part: list[EventRecord]) -> None:
+            nonlocal took
+            try:
+                self.sink.write(part)
+                took += len(part)
+            except Exception:
+                if len(part) == 1:
+                    refused.append(part[0])
+                else:
+                    middle = len(part) // 2
+                    halves(part[:middle])
+                    halves(part[middle:])
+
+        middle = len(events) // 2
+        halves(events[:middle])
+        halves(events[middle:])
+        if not took:
+            return False
+        if replay:
+            self._stats.replayed += took
+        else:
+            self._stats.written += took
+        self._stats.failed_events += len(refused)
+        self._stats.rejected += len(refused)
+        if refused:
+            warn_limited("sink-reject", "mcp_tracking: sink %r refused %d event(s) alone (first: %s); "
+                         "dropped, the rest of the batch is stored", self.sink, len(refused),
+                         refused[0].event_name)
+        return True
 
     def _spool_batch(self, events: list[EventRecord]) -> bool:
         try:
@@ -388,8 +474,10 @@ class Emitter:
                         self.sink.write(events)
                         self._stats.written += len(events)
                         break
-                    except Exception:
+                    except Exception as exc:
                         self._stats.failed_writes += 1
+                        if len(events) > 1 and _about_the_data(exc) and self._isolate(events):
+                            break
                         waited = time.monotonic() - started
                         if waited + delay > give_up_after or (self._closed and waited > 0):
                             if self.spool is not None and self._spool_batch(events):
@@ -409,6 +497,22 @@ class Emitter:
         except Exception:  # never lose the worker: what could not be written is counted
             self._stats.failed_events += len(batch)
             warn_limited("write", "mcp_tracking: writing a batch failed", exc_info=True)
+
+
+def _cost(item: Any) -> int:
+    """What the byte budget counts for a queued item (the same on the way in and out)."""
+    if type(item) is tuple:
+        return item[6] if len(item) == 7 and type(item[6]) is int else EVENT_OVERHEAD
+    return getattr(item, "queued_bytes", 0) or EVENT_OVERHEAD
+
+
+def _about_the_data(exc: BaseException) -> bool:
+    """A store's refusal caused by what is in the batch (an encoding, a value, a type), not by the store
+    being unreachable: worth finding the event that causes it."""
+    if isinstance(exc, (UnicodeError, ValueError, TypeError, OverflowError)):
+        return True
+    return type(exc).__name__ in ("DataError", "IntegrityError", "ProgrammingError", "InvalidTextRepresentation",
+                                  "UntranslatableCharacter", "CharacterNotInRepertoire")
 
 
 class _Mark(threading.Event):

@@ -19,18 +19,19 @@ from typing import Any
 
 import orjson
 
-from mcp_tracking._json import MAX_DEPTH, dumps, to_jsonable
-from mcp_tracking.events import KNOWN_EVENT_NAMES, EventRecord
+from mcp_tracking._json import MAX_DEPTH, cap_strings, clean_text, cut_text, dumps, to_jsonable
+from mcp_tracking._secrets import REDACTED, SECRET_KEY_PATTERN, all_values, is_secret_key, normalise_key, scrub_text
+from mcp_tracking._secrets import secret_values as _secret_values
+from mcp_tracking.events import KNOWN_EVENT_NAMES, MAX_PAYLOAD_BYTES, MAX_STRING_CHARS, EventRecord
 
 Processor = Callable[[EventRecord], "EventRecord | None"]
 
-REDACTED = "[REDACTED]"
+#: Keys whose values are replaced by ``[REDACTED]``, at any depth, matched on the normalised key (case,
+#: ``-``, ``_``, ``.`` and spaces do not matter: see :mod:`mcp_tracking._secrets`).
+DEFAULT_SECRET_PATTERN = SECRET_KEY_PATTERN
 
-_SECRET_WORDS = (r"pass(?:word|wd|phrase)?|secret|token|api_?key|apikey|auth(?:orization)?|cookie|session_?key|"
-                 r"private_?key|credential|bearer|jwt|signature|access_?key|client_?secret|refresh")
-
-#: Keys whose values are replaced by ``[REDACTED]``, at any depth, case-insensitive.
-DEFAULT_SECRET_PATTERN = re.compile(f"({_SECRET_WORDS})", re.IGNORECASE)
+#: Free-text fields of our events, scrubbed of token-shaped secrets and of the values of secret keys.
+TEXT_FIELDS = ("error_message",)
 
 #: Metadata fields that carry the agent's arguments rather than our own bookkeeping.
 PAYLOAD_FIELDS = ("tool_params", "first_tool_params", "second_tool_params")
@@ -69,7 +70,10 @@ class MakeJsonSafe:
 
 
 class RedactSecrets:
-    """Replace values under secret-looking keys with ``[REDACTED]`` at any depth."""
+    """Replace values under secret-looking keys with ``[REDACTED]`` at any depth (a subtree deeper than the
+    walk goes is replaced, never kept unexamined), and keep secrets out of the free text we store: token
+    formats, ``secret_key=value`` pairs, and any value the call's arguments hold under a secret key, wherever
+    an error message or a validation message echoes it."""
 
     __slots__ = ("_clean", "_seen", "pattern")
     builtin = True
@@ -82,7 +86,12 @@ class RedactSecrets:
     def _secret(self, key: Any) -> bool:
         hit = self._seen.get(key)
         if hit is None:
-            hit = isinstance(key, str) and self.pattern.search(key) is not None
+            if not isinstance(key, str):
+                hit = False
+            elif self.pattern is SECRET_KEY_PATTERN:
+                hit = is_secret_key(key)
+            else:  # a pattern of yours: on the key as given and normalised
+                hit = self.pattern.search(key) is not None or self.pattern.search(normalise_key(key)) is not None
             if len(self._seen) < 10_000:
                 self._seen[key] = hit
                 if not hit:
@@ -103,18 +112,17 @@ class RedactSecrets:
             values = value
         else:
             return False
-        if depth < MAX_DEPTH:
-            for v in values:
-                kind = type(v)
-                if kind is str or kind is int or kind is float or kind is bool or v is None:
-                    continue
-                if isinstance(v, (dict, list)) and self._has_secret(v, depth + 1):
-                    return True
+        for v in values:
+            kind = type(v)
+            if kind is str or kind is int or kind is float or kind is bool or v is None:
+                continue
+            if isinstance(v, (dict, list)) and (depth + 1 >= MAX_DEPTH or self._has_secret(v, depth + 1)):
+                return True  # deeper than the walk goes: the redaction replaces it
         return False
 
     def _redact(self, value: Any, depth: int = 0) -> Any:
-        if depth > MAX_DEPTH:
-            return value
+        if depth >= MAX_DEPTH:
+            return "<max depth>" if isinstance(value, (dict, list)) else value
         if isinstance(value, dict):
             return {
                 k: (REDACTED if v is not None and self._secret(k) else self._redact(v, depth + 1))
@@ -126,19 +134,44 @@ class RedactSecrets:
 
     def __call__(self, event: EventRecord) -> EventRecord:
         md = event.metadata
-        if event.event_name in KNOWN_EVENT_NAMES:  # our own events: only the agent's arguments
+        changed = False
+        if event.event_name in KNOWN_EVENT_NAMES:  # our own events: the agent's arguments, and our texts
             hits = [key for key in PAYLOAD_FIELDS if key in md and self._has_secret(md[key])]
-            if not hits:
-                return event
+            values: list[str] = []
             for key in hits:
+                values += _secret_values(md[key])
                 md[key] = self._redact(md[key])
-        else:  # custom events and host-supplied metadata may carry secrets anywhere
-            if not self._has_secret(md):
-                return event
+                changed = True
+            changed = scrub_messages(md, values) or changed
+        elif self._has_secret(md):  # custom events and host-supplied metadata may carry secrets anywhere
             event.metadata = self._redact(md)
-        event.metadata_json = None
-        ensure_json(event)
+            changed = True
+        if changed:
+            event.metadata_json = None
+            ensure_json(event)
         return event
+
+
+def scrub_messages(md: dict[str, Any], values: list[str]) -> bool:
+    """Scrub the free text of an event (error message, validation messages) of token-shaped secrets and of
+    ``values``; ``True`` if anything changed."""
+    changed = False
+    for key in TEXT_FIELDS:
+        text = md.get(key)
+        if isinstance(text, str):
+            clean = scrub_text(text, values)
+            if clean != text:
+                md[key] = clean
+                changed = True
+    errors = md.get("validation_errors")
+    if isinstance(errors, list):
+        for item in errors:
+            if isinstance(item, dict) and isinstance(item.get("error"), str):
+                clean = scrub_text(item["error"], values)
+                if clean != item["error"]:
+                    item["error"] = clean
+                    changed = True
+    return changed
 
 
 class KeysOnly:
@@ -157,10 +190,14 @@ class KeysOnly:
 
     def __call__(self, event: EventRecord) -> EventRecord:
         changed = False
+        values: list[str] = []
         for key in PAYLOAD_FIELDS:
             if key in event.metadata:
+                values += all_values(event.metadata[key])
                 event.metadata[key] = self._shape(event.metadata[key])
                 changed = True
+        if values:  # no argument value in any message either (a tool's error may quote one)
+            changed = scrub_messages(event.metadata, sorted(set(values), key=len, reverse=True)) or changed
         if changed:
             event.metadata_json = None
             ensure_json(event)
@@ -188,37 +225,27 @@ class CapSizes:
     __slots__ = ("max_error_chars", "max_payload_bytes", "max_string_chars")
     builtin = True
 
-    def __init__(self, max_string_chars: int = 4096, max_payload_bytes: int = 16_384, max_error_chars: int = 2000):
+    def __init__(self, max_string_chars: int = MAX_STRING_CHARS, max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+                 max_error_chars: int = 2000):
         if min(max_string_chars, max_payload_bytes, max_error_chars) <= 0:
             raise ValueError("size caps must be positive")
         self.max_string_chars = max_string_chars
         self.max_payload_bytes = max_payload_bytes
         self.max_error_chars = max_error_chars
 
-    def _cap_strings(self, value: Any, depth: int = 0) -> Any:
-        if isinstance(value, str):
-            if len(value) > self.max_string_chars:
-                return value[: self.max_string_chars] + f"...[{len(value) - self.max_string_chars} more chars]"
-            return value
-        if depth > MAX_DEPTH:
-            return value
-        if isinstance(value, dict):
-            return {self._cap_strings(k, depth + 1) if isinstance(k, str) else k: self._cap_strings(v, depth + 1)
-                    for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._cap_strings(v, depth + 1) for v in value]
-        return value
+    def _cap_strings(self, value: Any) -> Any:
+        return cap_strings(value, self.max_string_chars)
 
     @staticmethod
     def _cap_ids(event: EventRecord) -> None:
-        if len(event.user_id) > 512:
-            event.user_id = event.user_id[:512]
-        if len(event.event_name) > 512:
-            event.event_name = event.event_name[:512]
-        if event.session_id is not None and len(event.session_id) > 512:
-            event.session_id = event.session_id[:512]
-        if event.mcp_name is not None and len(event.mcp_name) > 512:
-            event.mcp_name = event.mcp_name[:512]
+        """The envelope's strings: capped, and valid Unicode (a lone surrogate in a session id would make
+        every store refuse the event, and with it its whole batch)."""
+        event.user_id = clean_text(str(event.user_id)[:512])
+        event.event_name = clean_text(str(event.event_name)[:512])
+        if event.session_id is not None:
+            event.session_id = clean_text(str(event.session_id)[:512])
+        if event.mcp_name is not None:
+            event.mcp_name = clean_text(str(event.mcp_name)[:512])
 
     def __call__(self, event: EventRecord) -> EventRecord:
         self._cap_ids(event)
@@ -229,7 +256,7 @@ class CapSizes:
         changed = False
         msg = md.get("error_message")
         if isinstance(msg, str) and len(msg) > self.max_error_chars:
-            md["error_message"] = msg[: self.max_error_chars] + f"...[{len(msg) - self.max_error_chars} more chars]"
+            md["error_message"] = cut_text(msg, self.max_error_chars)
             changed = True
         for key in ("tool_name", "requested_tool_name", "first_tool_name", "second_tool_name"):
             v = md.get(key)
@@ -308,9 +335,9 @@ class FastPath:
                 except TypeError:  # non-str keys or values orjson cannot take: the chain makes them JSON
                     slow.append(i)
                     continue
-            if (len(event.user_id) > 512 or len(event.event_name) > 512
-                    or (event.session_id is not None and len(event.session_id) > 512)
-                    or (event.mcp_name is not None and len(event.mcp_name) > 512)):
+            if not (_plain_id(event.user_id) and _plain_id(event.event_name)
+                    and (event.session_id is None or _plain_id(event.session_id))
+                    and (event.mcp_name is None or _plain_id(event.mcp_name))):
                 slow.append(i)
                 continue
             size = len(data)
@@ -327,6 +354,9 @@ class FastPath:
                     continue
             if has_secret is None:
                 continue
+            if "error_message" in md or "validation_errors" in md:
+                slow.append(i)  # free text to scrub (failures and schema errors: the few)
+                continue
             if event.event_name in known:
                 params = md.get("tool_params")
                 if params is not None:  # a call's events share one arguments object: scanned once per batch
@@ -342,6 +372,11 @@ class FastPath:
             elif has_secret(md):
                 slow.append(i)
         return slow
+
+
+def _plain_id(value: Any) -> bool:
+    """An envelope string the stores take as it is: a str of at most 512 characters, valid Unicode."""
+    return type(value) is str and len(value) <= 512 and (value.isascii() or clean_text(value) is value)
 
 
 def default_processors(*, redact: bool = True, keys_only: bool = False,

@@ -1,0 +1,113 @@
+"""Instructions per tool call, tracked vs untracked, counted by callgrind: figures that do not move with the
+machine's load (the wall-clock benchmarks here spread ±10-15% between runs).
+
+    python benchmarks/bench_instructions.py [--framework mcpserver|fastmcp] [--lo 100 --hi 300]
+
+Each variant (untracked, tracked into SQLite) runs twice under ``valgrind --tool=callgrind --separate-threads=yes``:
+``--lo`` and ``--hi`` calls through a real in-process client, after the same warm-up. The difference of the two
+runs divided by ``hi - lo`` is the cost of one call, without the start-up and the imports. Printed per thread:
+the server's own thread (the request path, and the client's side of the call, which is the same in both
+variants) and every other thread together (the emitter's worker, and the framework's threads for a sync
+tool), each with its ratio to untracked. A whole run takes a few minutes: the interpreter is ~50x slower
+under callgrind.
+
+``PYTHONPATH=/path/to/other/checkout`` measures another version of the package with the same harness (how
+the figures in docs/performance.md compare two commits).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import framework, warm_up
+
+
+async def child(kind: str, variant: str, calls: int, db: str) -> None:
+    connect, make, call = framework(kind)
+    server = make(variant)
+    client = None
+    if variant == "tracked":
+        from mcp_tracking import AnalyticsClient, instrument
+
+        client = AnalyticsClient(f"sqlite:///{db}", handle_sigterm=False)
+        instrument(server, client)
+    async with connect(server) as c:
+        await warm_up(c, call)
+        for i in range(calls):
+            await call(c, "add", {"a": i, "b": 1})
+    if client is not None:
+        client.close()
+
+
+def totals(out_dir: str) -> dict[int, int]:
+    """Instructions per thread (callgrind numbers threads from 1, the main thread) of one run."""
+    per: dict[int, int] = {}
+    for path in glob.glob(os.path.join(out_dir, "cg.out*")):
+        m = re.search(r"-(\d+)$", path)
+        thread = int(m.group(1)) if m else 1
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith(("totals:", "summary:")):
+                    per[thread] = per.get(thread, 0) + int(line.split()[1])
+                    break
+    return per
+
+
+def count(kind: str, variant: str, calls: int) -> tuple[int, int]:
+    """(main thread, other threads) instructions of one run under callgrind."""
+    with tempfile.TemporaryDirectory(prefix="bench-instr-") as d:
+        cmd = ["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={d}/cg.out",
+               sys.executable, __file__, "--child", kind, variant, str(calls), os.path.join(d, "events.db")]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"callgrind run failed ({variant}, {calls} calls):\n{proc.stderr[-2000:]}")
+        per = totals(d)
+    return per.get(1, 0), sum(n for t, n in per.items() if t != 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--framework", default="mcpserver", choices=["mcpserver", "fastmcp"])
+    parser.add_argument("--lo", type=int, default=100)
+    parser.add_argument("--hi", type=int, default=300)
+    parser.add_argument("--child", nargs=4, metavar=("FRAMEWORK", "VARIANT", "CALLS", "DB"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, variant, calls, db = args.child
+        anyio.run(child, kind, variant, int(calls), db)
+        return
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (apt-get install valgrind)")
+    import mcp_tracking
+
+    print(f"mcp_tracking from {Path(mcp_tracking.__file__).parent}; {args.framework}; "
+          f"calls {args.hi} minus {args.lo}", flush=True)
+    per_call: dict[str, tuple[float, float]] = {}
+    for variant in ("untracked", "tracked"):
+        lo, hi = count(args.framework, variant, args.lo), count(args.framework, variant, args.hi)
+        n = args.hi - args.lo
+        per_call[variant] = ((hi[0] - lo[0]) / n, (hi[1] - lo[1]) / n)
+    base_main, base_other = per_call["untracked"]
+    rows: list[tuple[Any, ...]] = []
+    for variant, (main_t, other) in per_call.items():
+        rows.append((variant, f"{main_t / 1e3:,.0f}k", f"{main_t / base_main:.3f}", f"{other / 1e3:,.0f}k",
+                     f"{(main_t + other) / 1e3:,.0f}k", f"{(main_t + other) / (base_main + base_other):.3f}"))
+    print(f"{'variant':<10} {'server thread':>14} {'ratio':>7} {'other threads':>14} {'total':>9} {'ratio':>7}")
+    for r in rows:
+        print(f"{r[0]:<10} {r[1]:>14} {r[2]:>7} {r[3]:>14} {r[4]:>9} {r[5]:>7}")
+
+
+if __name__ == "__main__":
+    main()
