@@ -74,6 +74,40 @@ def scrub_text(text: str, values: Iterable[str] = ()) -> str:
     return text
 
 
+_URL_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)(\S*)@(?=[^\s@]*(?:[/?\s]|$))")
+_URL_PASSWORD = re.compile(r"((?:\?|&|\s|^)password\s*=\s*)('[^']*'|\"[^\"]*\"|[^\s&]+)", re.IGNORECASE)
+
+
+def redact_url(text: str) -> str:
+    """``text`` with the passwords of any store URL or libpq DSN in it hidden: ``user:***@host`` (up to the
+    last ``@`` of the URL's authority, so a password holding an unescaped ``@`` is hidden whole) and
+    ``password=***``."""
+    text = _URL_USERINFO.sub(lambda m: f"{m.group(1)}***@", text)
+    return _URL_PASSWORD.sub(lambda m: f"{m.group(1)}***", text)
+
+
+def url_passwords(text: str) -> list[str]:
+    """The passwords in a store URL or libpq DSN, and every piece of them a parser may have split off at an
+    unescaped ``@`` or ``:`` (``p@ss@w0rd`` read by libpq as password ``p`` and host ``ss@w0rd@...``): the
+    strings an error message about that URL must not contain. Longest first; pieces under 3 characters are
+    left out (they would blank ordinary words)."""
+    found: list[str] = []
+    for m in _URL_USERINFO.finditer(text):
+        found.append(m.group(2))
+    for m in _URL_PASSWORD.finditer(text):
+        found.append(m.group(2).strip("'\""))
+    pieces: set[str] = set()
+    for pw in found:
+        parts = re.split(r"([@:/])", pw)
+        words = parts[0::2]
+        for i in range(len(words)):
+            for j in range(i, len(words)):
+                piece = "".join(parts[2 * i:2 * j + 1])
+                if len(piece) >= 3:
+                    pieces.add(piece)
+    return sorted(pieces, key=len, reverse=True)
+
+
 def secret_values(value: Any, _depth: int = 0, _under: bool = False, _out: list[str] | None = None) -> list[str]:
     """Every scalar under a secret key in ``value`` (as text, 4 characters or more: shorter ones would blank
     ordinary words from a message), at any depth up to 64."""

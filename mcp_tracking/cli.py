@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 EXIT_USAGE = 2
+EXIT_FAILURE = 1
 
 
 class CliError(Exception):
@@ -63,12 +65,12 @@ def _open(url: str) -> Any:
 
 
 def _metrics(sink: Any, filters: dict[str, Any], breakdown: str | None = None) -> Any:
-    from mcp_tracking.metrics import compute_metrics
+    from mcp_tracking.metrics import MetricsError, compute_metrics
     from mcp_tracking.sinks.base import StoreError
 
     try:
         result = compute_metrics(sink, breakdown=breakdown, **filters)
-    except StoreError as exc:
+    except (StoreError, MetricsError) as exc:
         raise CliError(str(exc)) from exc
     except Exception as exc:
         if type(exc).__name__ in {"OperationalError", "UndefinedTable", "DatabaseError"}:
@@ -98,8 +100,17 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     result = _metrics(sink, filters)
     if result.totals.events == 0:
         raise CliError(f"no events to show in {args.db}")
-    write_dashboard(sink, args.out, progress=_progress("computing trend"), **filters)
-    print(f"dashboard written to {Path(args.out).resolve()}")
+    out = Path(args.out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "a", encoding="utf-8"):
+            pass  # writable? (checked before the metrics' trend is computed)
+    except OSError as exc:
+        raise CliError(f"cannot write the dashboard to {out}: {exc.strerror or exc}") from exc
+    write_dashboard(sink, out, progress=_progress("computing trend"), **filters)
+    from mcp_tracking.report.text import safe_text
+
+    print(f"dashboard written to {safe_text(out.resolve())}")
     return 0
 
 
@@ -110,8 +121,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     from mcp_tracking.report.dashboard import time_span
 
     span = time_span(sink, {k: v for k, v in _filters(args).items()})
+    from mcp_tracking._secrets import redact_url
+    from mcp_tracking.report.text import safe_text
+
     info: dict[str, Any] = {
-        "store": args.db, "events": t.events, "sessions": t.sessions, "tool_calls": t.tool_calls,
+        "store": redact_url(args.db), "events": t.events, "sessions": t.sessions, "tool_calls": t.tool_calls,
         "first_event": span[0].isoformat() if span else None, "last_event": span[1].isoformat() if span else None}
     from mcp_tracking.sinks.base import HealthStore
 
@@ -120,7 +134,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps({**info, "writers": processes}, indent=2))
         return 0
     for k, v in info.items():
-        print(f"{k:>12}: {v}")
+        print(f"{k:>12}: {safe_text(v)}")
     if processes:
         from mcp_tracking.report.text import table
 
@@ -234,10 +248,28 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except CliError as exc:
-        sys.stderr.write(f"mcp-tracking: error: {exc}\n")
+        _error(str(exc), getattr(args, "db", None))
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # never a traceback: one line (MCP_TRACKING_DEBUG=1 shows it)
+        if os.environ.get("MCP_TRACKING_DEBUG"):
+            raise
+        _error(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, getattr(args, "db", None))
+        return EXIT_FAILURE
+
+
+def _error(message: str, url: str | None = None) -> None:
+    """One line on stderr: no password of a store URL or DSN (nor any piece a driver's message may quote),
+    no control character."""
+    from mcp_tracking._secrets import redact_url, url_passwords
+    from mcp_tracking.report.text import safe_text
+
+    first = message.strip().splitlines()[0] if message.strip() else "failed"
+    first = redact_url(first)
+    for piece in url_passwords(" ".join(x for x in (url, os.environ.get("MCP_TRACKING_URL")) if x)):
+        first = first.replace(piece, "***")
+    sys.stderr.write(f"mcp-tracking: error: {safe_text(first)}\n")
 
 
 if __name__ == "__main__":  # pragma: no cover

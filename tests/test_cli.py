@@ -58,7 +58,8 @@ def test_report_formats(demo_dir):
     assert unknown and not unknown & popular  # names that are not tools are listed apart, never as tools
     assert all(u["count"] >= 1 and (u["suggested"] is None or u["suggested"] in popular) for u in js["unknown_tools"])
     rows = list(csv.reader(io.StringIO(run("report", "--format", "csv", cwd=d).stdout)))
-    assert rows[0] == ["metric", "value", "details"] and rows[1][0] == "task_completion_rate"
+    assert rows[0] == ["metric", "subject", "value", "details"] and rows[1][:2] == ["task_completion_rate", ""]
+    assert {r[0] for r in rows[1:]} >= {"latency_per_step", "tool_popularity", "tool_failure_rate", "unknown_tools"}
     by_user = json.loads(run("report", "--format", "json", "--breakdown", "user", cwd=d).stdout)
     assert len(by_user["breakdown"]) == 9
     status = json.loads(run("status", "--format", "json", cwd=d).stdout)

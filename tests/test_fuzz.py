@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 
 import anyio
 import orjson
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from mcp import Client
@@ -246,3 +247,109 @@ def test_validation_fast_path_agrees_with_jsonschema(schema, args):
     clean = Draft202012Validator(schema).is_valid(args) and set(args) <= set(schema["properties"])
     assert compiled.fast_check(args) is clean
     assert validate(compiled, args) == validate(replace(compiled, fast_check=None), args)
+
+
+# --- hostile input through every door: surrogates, control characters, depth, size, secrets ----------------
+
+hostile_text = st.one_of(
+    st.text(max_size=30),
+    st.text(alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1, max_size=5),
+    st.text(alphabet=st.characters(max_codepoint=0x9F), max_size=20),  # C0 and C1 controls, escapes
+    st.just("\x1b]0;t\x07\x1b[2J\u202e"), st.just("x" * 100_000),
+)
+#: keys without lone surrogates: the SDK clients themselves cannot serialise such a key (values they can)
+hostile_keys = st.one_of(st.text(max_size=20), st.text(alphabet=st.characters(max_codepoint=0x9F), max_size=10))
+hostile_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), hostile_text),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(hostile_keys, inner, max_size=3)),
+    max_leaves=12)
+secret_keys = st.sampled_from(["password", "X-Api-Key", "api-key", "apiKey", "Private_Key", "ACCESS.KEY",
+                               "session-key", "client_secret", "Authorization", "refreshToken"])
+HOSTILE = settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+def _hostile_arguments(extra: dict, key: str, depth: int, secret: str) -> dict:
+    leaf: dict = {key: secret}
+    for i in range(depth):
+        leaf = {f"d{i}": leaf}
+    return {"payload": {**extra, "nested": leaf}}
+
+
+def echo(payload: dict) -> int:
+    """Count the payload's top-level keys (the same answer tracked or not)."""
+    return len(payload)
+
+
+def _check_store(sink: MemorySink, secret: str, calls: int) -> None:
+    text = orjson.dumps(sink.events).decode()
+    assert secret not in text, "a secret value was stored"
+    names = [e["event_name"] for e in sink.events]
+    assert names.count("tool_call_started") == calls and names.count("tool_call_completed") == calls
+
+
+def _door_run(door: str, arguments_list: list[dict]) -> tuple[list, MemorySink]:
+    sink = MemorySink()
+    client = AnalyticsClient(sink, flush_interval=0.01, handle_sigterm=False)
+    results: list = []
+    if door in ("mcpserver", "fastmcp"):
+        import fastmcp
+
+        from mcp_tracking import instrument
+
+        if door == "mcpserver":
+            from mcp.server.mcpserver import MCPServer
+
+            server: object = MCPServer("hostile")
+            server.add_tool(echo)  # type: ignore[attr-defined]
+        else:
+            server = fastmcp.FastMCP("hostile")
+            server.tool(echo)  # type: ignore[attr-defined]
+        instrument(server, client)
+
+        async def calls() -> None:
+            if door == "fastmcp":
+                async with fastmcp.Client(server) as fc:
+                    for args in arguments_list:
+                        r = await fc.call_tool_mcp("echo", args)
+                        results.append((r.is_error, r.content[0].text if r.content else None))
+                return
+            async with Client(server) as c:
+                for args in arguments_list:
+                    r = await c.call_tool("echo", args)
+                    results.append((r.is_error, r.content[0].text if r.content else None))
+
+        anyio.run(calls)
+    elif door == "decorator":
+        from mcp_tracking import track_tool
+
+        tracked = track_tool(client)(echo)
+        results.extend((False, str(tracked(**args))) for args in arguments_list)
+    else:  # the design's SDK helpers, as a server that calls them would
+        for args in arguments_list:
+            client.track_tool_call_started(user_id="u", tool_name="echo", tool_params=args, session_id="s",
+                                           mcp_tools_manifest=["echo"])
+            value = echo(**args)
+            client.track_tool_usage(user_id="u", tool_name="echo", tool_params=args, success=True,
+                                    execution_time_ms=1.0, session_id="s")
+            results.append((False, str(value)))
+    assert client.close(timeout=30)
+    return results, sink
+
+
+@pytest.mark.timeout(600)
+@HOSTILE
+@given(door=st.sampled_from(["mcpserver", "fastmcp", "decorator", "helpers"]),
+       extras=st.lists(st.dictionaries(hostile_keys, hostile_values, max_size=3), min_size=1, max_size=3),
+       key=secret_keys, depth=st.sampled_from([0, 3, 70]), secret=st.from_regex(r"S3cr3t-[a-f0-9]{12}", fullmatch=True))
+def test_hostile_arguments_through_every_door(door, extras, key, depth, secret):
+    """Lone surrogates, control characters, 70-deep nesting and 100 KB values, with a secret under a secret
+    key, through each door: the tool answers as untracked, no call's events are lost, the secret is never
+    stored."""
+    arguments = [_hostile_arguments(extra, key, depth, secret) for extra in extras]
+    expected = [str(echo(**a)) for a in arguments]
+    results, sink = _door_run(door, arguments)
+    if door in ("mcpserver", "fastmcp"):
+        assert all(not err for err, _ in results) and [t for _, t in results] == expected
+    else:
+        assert [t for _, t in results] == expected
+    _check_store(sink, secret, len(arguments))

@@ -14,8 +14,9 @@ twice. A torn last line (a crash mid-append) is skipped.
 - directories are created 0700 and files 0600; a directory owned by another user, or open to others, is
   refused (the emitter then runs without a spool, and says so in the log);
 - every line carries a keyed mark (BLAKE2b, 16 bytes, with a 0600 key file beside the segments), and only
-  segments owned by the current user whose lines carry a valid mark are replayed: a segment planted by
-  someone else is never written to the store (its lines are counted as ``forged`` and left alone).
+  lines with a valid mark, in segments that are the current user's private files, are replayed: a segment
+  planted by someone else is set aside (renamed ``rejected-...``) and a line without its mark skipped, both
+  counted as ``forged``, never written to the store.
 """
 
 from __future__ import annotations
@@ -57,7 +58,16 @@ def default_spool_dir(sink_key: str) -> Path:
 
 def private_dir(path: Path) -> Path:
     """Create ``path`` (and its missing parents) 0700 and check it is ours and closed to others."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    missing = []
+    for p in [path, *path.parents]:
+        if p.exists():
+            break
+        missing.append(p)
+    for p in reversed(missing):
+        try:
+            p.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
     info = path.lstat()
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
         raise SpoolError(f"spool directory {path} is not a plain directory")
@@ -144,9 +154,14 @@ class Spool:
                 info = seg.lstat()
             except (IndexError, ValueError, OSError):
                 continue
-            if not stat.S_ISREG(info.st_mode) or info.st_uid != uid:
-                warn_limited("spool-foreign", "mcp_tracking: ignoring spool segment %s: not the current user's "
-                             "file", seg)
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != uid or info.st_mode & 0o077:
+                self.forged += 1
+                warn_limited("spool-foreign", "mcp_tracking: spool segment %s is not the current user's private "
+                             "file; set aside as rejected-%s, never replayed", seg, seg.name)
+                try:
+                    seg.rename(seg.with_name(f"rejected-{seg.name}"))
+                except OSError:
+                    pass
                 continue
             if pid == mine or not _alive(pid):
                 out.append(seg)

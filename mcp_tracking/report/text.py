@@ -25,6 +25,30 @@ LABELS = {
 PERCENT = {"task_completion_rate", "retry_rate", "schema_violation_rate", "recovery_rate", "answer_completeness_rate"}
 
 
+#: C0 and C1 control characters, DEL, and the bidirectional overrides ("Trojan source"): never written raw
+_UNSAFE = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
+_UNSAFE.update({c: f"\\u{c:04x}" for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F]})
+
+
+def safe_text(value: Any) -> str:
+    """``value`` as text a terminal shows as it is: control characters (escape sequences, OSC titles and
+    hyperlinks, carriage returns) and direction overrides become visible ``\\x1b``-style escapes."""
+    text = value if isinstance(value, str) else str(value)
+    return text if text.isprintable() else text.translate(_UNSAFE)
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet will not run: text starting with ``=``, ``+``, ``-``, ``@``, a tab or a
+    carriage return gets a leading ``'`` (the OWASP rule); numbers stay numbers."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        try:
+            float(value)
+            return value
+        except ValueError:
+            return "'" + value
+    return value
+
+
 def fmt(value: Any, *, percent: bool = False) -> str:
     if value is None:
         return "—"
@@ -34,8 +58,8 @@ def fmt(value: Any, *, percent: bool = False) -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None) -> str:
-    """A box-drawn table; numbers right-aligned."""
-    cells = [[str(c) for c in r] for r in rows]
+    """A box-drawn table; numbers right-aligned; control characters escaped (:func:`safe_text`)."""
+    cells = [[safe_text(c) for c in r] for r in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
 
     def numeric(s: str) -> bool:
@@ -46,7 +70,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str |
 
     out = []
     if title:
-        out.append(title)
+        out.append(safe_text(title).replace("\\x0a", "\n"))
     out.append(line("┌", "┬", "┐"))
     out.append("│" + "│".join(f" {h.ljust(w)} " for h, w in zip(headers, widths, strict=False)) + "│")
     out.append(line("├", "┼", "┤"))
@@ -139,19 +163,33 @@ def render_json(result: MetricsResult) -> str:
 
 
 def render_csv(result: MetricsResult) -> str:
-    """One row per metric: metric, value, then the metric's other numbers as ``key=value`` pairs."""
+    """One row per number: ``metric, subject, value, details``. ``subject`` is the tool, the unknown name, or
+    the user / session of a breakdown (empty for a headline metric); ``details`` holds the row's other
+    numbers as ``key=value`` pairs. Cells a spreadsheet would run as formulas are neutralised."""
     buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["metric", "value", "details"])
+    writer = csv.writer(buf)
+
+    def row(*cells: Any) -> None:
+        writer.writerow([csv_cell("" if c is None else c) for c in cells])
+
+    def pairs(d: dict[str, Any]) -> str:
+        return ";".join(f"{k}={'' if v is None else v}" for k, v in d.items())
+
+    row("metric", "subject", "value", "details")
     d = result.to_dict()
     for key in LABELS:
         m = d[key]
-        extra = {k: v for k, v in m.items() if k not in ("value", "by_tool", "tools")}
-        w.writerow([key, "" if m.get("value") is None else m["value"],
-                    ";".join(f"{k}={'' if v is None else v}" for k, v in extra.items())])
+        row(key, "", m.get("value"), pairs({k: v for k, v in m.items() if k not in ("value", "by_tool", "tools")}))
     for r in d["latency_per_step"]["by_tool"]:
-        w.writerow([f"latency_per_step[{r['tool_name']}]", r["mean_ms"],
-                    f"count={r['count']};p50_ms={r['p50_ms']};p95_ms={r['p95_ms']};max_ms={r['max_ms']}"])
+        row("latency_per_step", r["tool_name"], r["mean_ms"],
+            pairs({k: r[k] for k in ("count", "p50_ms", "p95_ms", "max_ms")}))
     for r in d["tool_popularity"]["tools"]:
-        w.writerow([f"tool_popularity[{r['tool_name']}]", r["call_count"], f"share={r['share']}"])
+        row("tool_popularity", r["tool_name"], r["call_count"], pairs({"share": r["share"]}))
+    for r in d["tool_failure_rate"]:
+        row("tool_failure_rate", r["tool_name"], r["value"], pairs({"calls": r["calls"], "failed": r["failed"]}))
+    for r in d["unknown_tools"]:
+        row("unknown_tools", r["requested_tool_name"], r["count"],
+            pairs({"suggested": r["suggested"], "called_next": called_next(r)}))
+    for subject, values in (d.get("breakdown") or {}).items():
+        row("breakdown", subject, "", pairs(values))
     return buf.getvalue()

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mcp_tracking._json import dumps_str, loads
+from mcp_tracking._logging import warn_limited
 from mcp_tracking.events import EventRecord, format_timestamp, parse_timestamp
 from mcp_tracking.sinks.base import StoreError
 from mcp_tracking.sinks.rows import rows_of
@@ -109,15 +110,39 @@ class SQLiteSink:
         self._conn: sqlite3.Connection | None = None
         self._owner: int | None = None
         self._lock = threading.Lock()
+        self._inode = (0, 0)  # (device, inode) of the file the writer opened
+        self._wal = False
+        #: times the file was found deleted or replaced under the writer, and recreated
+        self.reopened = 0
 
     def __repr__(self) -> str:
         return f"SQLiteSink({str(self.path)!r})"
 
     # -- write side ------------------------------------------------------------------------------
 
+    def _replaced(self) -> bool:
+        """Whether the file the writer holds open is no longer the one at ``path`` (deleted, or replaced by
+        another file): one ``stat`` per batch."""
+        try:
+            now = os.stat(self.path)
+            if self._wal:
+                os.stat(self.path.with_name(self.path.name + "-wal"))  # kept while the writer is open
+        except FileNotFoundError:
+            return True
+        return (now.st_dev, now.st_ino) != self._inode
+
     def _writer(self) -> sqlite3.Connection:
         if self.read_only:
             raise SQLiteStoreError(f"{self.path} is opened read-only")
+        if self._conn is not None and self._replaced():
+            warn_limited("sqlite-replaced", "mcp_tracking: %s was deleted or replaced while open; writing to a "
+                         "new file at that path", self.path)
+            self.reopened += 1
+            try:
+                self._conn.close()
+            except Exception:
+                pass
+            self._conn = None
         if self._conn is None or self._owner != threading.get_ident():
             if self._conn is not None:
                 try:
@@ -126,9 +151,11 @@ class SQLiteSink:
                     pass
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            self._wal = str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower() == "wal"
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             ensure_schema(conn)
+            info = os.stat(self.path)
+            self._inode = (info.st_dev, info.st_ino)
             self._conn, self._owner = conn, threading.get_ident()
         return self._conn
 
@@ -176,12 +203,29 @@ class SQLiteSink:
     # -- read side -------------------------------------------------------------------------------
 
     def connect_read(self, *, check_same_thread: bool = True) -> sqlite3.Connection:
-        """A new connection for queries; read-only URI when the sink is read-only."""
+        """A new connection for queries. Read-only sinks open the file truly read-only and leave nothing behind:
+        while a writer is live (its ``-wal`` file exists) they share its log read-only; with none, the file is
+        opened immutable, so no ``-wal`` / ``-shm`` side file is created (a read-only directory works too)."""
         if not self.path.exists():
             raise SQLiteStoreError(f"no database at {self.path}")
         if self.read_only:
-            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30,
-                                   check_same_thread=check_same_thread)
+            uri = self.path.resolve().as_uri()
+            wal = self.path.with_name(self.path.name + "-wal")
+            conn = None
+            if wal.exists():
+                try:
+                    conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30, check_same_thread=check_same_thread)
+                    conn.execute("SELECT 1 FROM sqlite_master LIMIT 1")
+                except sqlite3.OperationalError:  # its -shm cannot be opened here (a read-only directory)
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+                    warn_limited("sqlite-ro", "mcp_tracking: %s is being written by another process and its "
+                                 "shared-memory file cannot be opened from here; reading the file as it is "
+                                 "(the newest events may be missing)", self.path)
+            if conn is None:
+                conn = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, timeout=30,
+                                       check_same_thread=check_same_thread)
         else:
             conn = sqlite3.connect(self.path, timeout=30, check_same_thread=check_same_thread)
         try:
