@@ -4,6 +4,7 @@
     python benchmarks/bench_overhead.py --transport stdio|http [--calls 1000] [--rounds 5]
     python benchmarks/bench_overhead.py --big-result 2000 --calls 200 [--rounds 7]
     python benchmarks/bench_overhead.py --latency --calls 4000 [--rounds 4]
+    python benchmarks/bench_overhead.py --hostile --calls 1000 [--rounds 5]
 
 For MCPServer (mcp 2.x) and, when installed, fastmcp: the same trivial tool called through a real
 in-process client, untracked and with full tracking (live manifest check, compiled jsonschema validation,
@@ -20,6 +21,11 @@ validates, times and queues one tuple that is thrown away. No tracker can cost l
 its ratio is this machine's floor for the run, and ``tracked / minimal`` is what tracking's own work adds.
 ``--big-result ROWS`` measures instead a tool that answers with a large JSON text (2,000 rows: ~400 KB;
 use ``--calls 200``): what tracking costs when results are big.
+
+``--hostile`` measures instead what the hostile-input defences cost, untracked vs tracked MCPServer in ABBA
+rounds: a tool whose argument has a catastrophic ``pattern`` (``^(a+)+$``), called with 40 a's and a '!' (our
+check runs on the linear-time engine, as the framework's does), and a tool called with 1 MB arguments (cut on
+the request path before they are queued, counted against the queue's byte budget).
 
 ``--latency`` prints percentiles of each call's latency instead (p50 to p99.9) and their ratios: the tail is
 where calls wait for the interpreter lock while the worker holds it.
@@ -39,9 +45,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
+from pydantic import Field
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import abba, each_call_us, framework, median, paired, per_call_us
@@ -150,6 +157,52 @@ def big_result(rows: int, calls: int, rounds: int) -> None:
     print(f"   {paired(times['untracked'], times['tracked'])}")
 
 
+def hostile(calls: int, rounds: int) -> None:
+    """The defences against hostile arguments, on their worst inputs: untracked vs tracked MCPServer."""
+    from mcp import Client
+    from mcp.server.mcpserver import MCPServer
+
+    def tag(name: Annotated[str, Field(pattern=r"^(a+)+$")]) -> str:
+        """Tag it."""
+        return name
+
+    def upload(blob: str) -> int:
+        """Take a blob."""
+        return len(blob)
+
+    def make(name: str) -> Any:
+        server = MCPServer(name, log_level="WARNING")
+        server.add_tool(tag)
+        server.add_tool(upload)
+        return server
+
+    evil = "a" * 40 + "!"
+    blob = "x" * 1_000_000
+
+    async def call_pattern(c: Any, name: str, args: dict[str, Any]) -> Any:
+        return await c.call_tool("tag", {"name": evil})
+
+    async def call_big(c: Any, name: str, args: dict[str, Any]) -> Any:
+        return await c.call_tool("upload", {"blob": blob[:-1] + str(args["a"] % 10)})
+
+    with tempfile.TemporaryDirectory() as d:
+        plain, tracked = make("plain"), make("tracked")
+        client = AnalyticsClient(SQLiteSink(Path(d) / "hostile.db"), handle_sigterm=False)
+        instrument(tracked, client)
+        for label, call, n in (("catastrophic pattern, 41 characters", call_pattern, calls),
+                               ("1 MB arguments", call_big, max(20, calls // 20))):
+            times: dict[str, list[float]] = {"untracked": [], "tracked": []}
+            for name in abba(rounds, ("untracked", "tracked")):
+                server = plain if name == "untracked" else tracked
+                times[name].append(anyio.run(per_call_us, Client, server, n, call))
+            b, o = median(times["untracked"]), median(times["tracked"])
+            print(f"MCPServer, {label}: untracked {b:.0f} µs/call, tracked {o:.0f} µs/call, ratio {o / b:.3f}")
+            print(f"   {paired(times['untracked'], times['tracked'])}")
+        stats = client.stats
+        client.close()
+    print(f"   queue: {stats.queued_bytes} bytes held at the end, {stats.dropped} events dropped")
+
+
 def latency_tail(calls: int, rounds: int) -> None:
     """Each call's latency, untracked and tracked MCPServer in ABBA rounds: percentiles and their ratios.
     The median shows the per-call cost; the tail shows the calls that waited for the interpreter lock while
@@ -224,9 +277,14 @@ def main() -> None:
                          "processing (where the overhead goes)")
     ap.add_argument("--big-result", type=int, metavar="ROWS",
                     help="instead: a tool answering with ROWS rows of JSON text (2000 rows: ~400 KB)")
+    ap.add_argument("--hostile", action="store_true",
+                    help="instead: a catastrophic pattern and 1 MB arguments, untracked and tracked MCPServer")
     ap.add_argument("--latency", action="store_true",
                     help="instead: percentiles of each call's latency (the tail), untracked and tracked MCPServer")
     args = ap.parse_args()
+    if args.hostile:
+        hostile(args.calls, args.rounds)
+        return
     if args.latency:
         latency_tail(args.calls, args.rounds)
         return
