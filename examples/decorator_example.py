@@ -9,7 +9,7 @@ import os
 
 from mcp_tracking import AnalyticsClient, compute_metrics, track_tool
 
-analytics = AnalyticsClient(os.environ.get("MCP_TRACKING_URL"), mcp_name="drea")
+analytics = AnalyticsClient(os.environ.get("MCP_TRACKING_URL", "sqlite:///decorator_example.db"), mcp_name="drea")
 
 
 @track_tool(analytics)

@@ -29,7 +29,7 @@ def get_leaderboard(benchmark: str, top_k: int = 3) -> list[dict]:
     return [{"model_name": m, "benchmark": benchmark, "score": 90 - i} for i, m in enumerate(list_models())][:top_k]
 
 
-analytics = AnalyticsClient(os.environ.get("MCP_TRACKING_URL"), mcp_name="drea")
+analytics = AnalyticsClient(os.environ.get("MCP_TRACKING_URL", "sqlite:///fastmcp_example.db"), mcp_name="drea")
 server.add_middleware(FastMCPTrackingMiddleware(analytics, server=server))
 
 

@@ -1,7 +1,7 @@
 """mcp 2.x MCPServer with TrackingMiddleware.
 
     python examples/mcpserver_example.py            # in-process demo: a few calls, then the metrics
-    python examples/mcpserver_example.py stdio      # serve over stdio (events: ./mcp_tracking.db)
+    python examples/mcpserver_example.py stdio      # serve over stdio (events: ./mcpserver_example.db)
     python examples/mcpserver_example.py http 8765  # serve streamable HTTP on 127.0.0.1:8765/mcp
 """
 
@@ -31,7 +31,7 @@ def get_benchmark_results_by_filters(model_name: str, limit: int = 5) -> list[di
     return [{"model_name": model_name, "benchmark": "mmlu", "score": 88.1}][:limit]
 
 
-analytics = AnalyticsClient(os.environ.get("MCP_TRACKING_URL"), mcp_name="drea")
+analytics = AnalyticsClient(os.environ.get("MCP_TRACKING_URL", "sqlite:///mcpserver_example.db"), mcp_name="drea")
 mcp.middleware.append(TrackingMiddleware(analytics, server=mcp,
                                          completeness={"get_benchmark_results_by_filters": [has_result_data]}))
 

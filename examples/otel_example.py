@@ -40,7 +40,7 @@ provider = TracerProvider()
 provider.add_span_processor(SimpleSpanProcessor(PrintSpans()))
 trace.set_tracer_provider(provider)
 
-store = sink_from_url(os.environ.get("MCP_TRACKING_URL") or "sqlite:///mcp_tracking.db")
+store = sink_from_url(os.environ.get("MCP_TRACKING_URL") or "sqlite:///otel_example.db")
 analytics = AnalyticsClient(FanoutSink(store, OTelSink()), mcp_name="drea")
 
 mcp = MCPServer("drea", log_level="WARNING")

@@ -157,6 +157,21 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _event_count(url: str) -> int:
+    """Events already in the demo's store (0 when there is none yet, or it cannot be read)."""
+    from mcp_tracking.sinks import sink_from_url
+    from mcp_tracking.sinks.base import SQLStore
+    from mcp_tracking.sinks.sqlite import SQLiteSink
+
+    try:
+        sink = sink_from_url(url, read_only=True)
+        if isinstance(sink, SQLiteSink) and not sink.path.exists():
+            return 0
+        return sink.count() if isinstance(sink, SQLStore) else 0
+    except Exception:
+        return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     import anyio
 
@@ -169,6 +184,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     url = args.db or default_url()
     started = time.perf_counter()
+    before = _event_count(url)  # a store the demo (or anything) wrote before: this run appends, and says so
+    run_start = datetime.now(timezone.utc)
     try:
         client = AnalyticsClient(url, mcp_name="drea")
     except (ValueError, ImportError) as exc:
@@ -183,12 +200,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if stats.failed_events or stats.dropped:
         raise CliError(f"the store did not take every event ({stats.failed_events} failed, {stats.dropped} dropped)")
     sink = _open(url)
-    result = _metrics(sink, {"mcp_name": "drea"})
+    scope: dict[str, Any] = {"mcp_name": "drea"}
+    if before:
+        scope["since"] = run_start  # this run's sessions only: the earlier ones are still in the store
+    result = _metrics(sink, scope)
     print(render_table(result))
     out = Path(args.dashboard)
-    write_dashboard(sink, out, mcp_name="drea")
+    write_dashboard(sink, out, **scope)
     elapsed = time.perf_counter() - started
     print(f"\n{len(plan)} sessions, {stats.written:,} events written to {url} in {elapsed:.1f} s")
+    if before:
+        print(f"note: {url} already held {before:,} events; they are still there (this report and the dashboard "
+              f"cover this run only: --since {run_start.isoformat(timespec='seconds')}). Use another --db, or "
+              "delete the file, to start empty.")
     print(f"dashboard: {out.resolve()}")
     print(f"next: mcp-tracking report --db {url} --format json")
     print(f"      mcp-tracking dashboard --db {url} --out report.html")
@@ -221,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="the ten metrics as a table, JSON or CSV")
     scoped(r)
     r.add_argument("--format", choices=["table", "json", "csv"], default="table")
-    r.add_argument("--breakdown", choices=["session", "user"], help="add per-session or per-user metrics (json)")
+    r.add_argument("--breakdown", choices=["session", "user"],
+                   help="add per-session or per-user metrics (every format)")
     r.set_defaults(func=cmd_report)
 
     h = sub.add_parser("dashboard", help="write a self-contained HTML dashboard")

@@ -106,3 +106,27 @@ def test_demo_runs_in_under_a_minute(demo_dir):
 def test_console_script_entry_point_is_declared():
     """pyproject declares the mcp-tracking console script."""
     assert 'mcp-tracking = "mcp_tracking.cli:main"' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_breakdown_shows_in_every_format(demo_dir):
+    """``--breakdown user`` is never silently ignored: a table section, CSV rows, a JSON key."""
+    d, _ = demo_dir
+    table = run("report", "--breakdown", "user", cwd=d).stdout
+    assert "Breakdown" in table and "User or session" in table
+    rows = list(csv.reader(io.StringIO(run("report", "--format", "csv", "--breakdown", "user", cwd=d).stdout)))
+    assert sum(r[0] == "breakdown" for r in rows) == 9
+
+
+def test_demo_twice_says_it_appended_and_reports_its_own_run(tmp_path):
+    """A second demo into the same store: its report covers its own 48 sessions, and it says the store
+    already held events (nothing is deleted)."""
+    env = {k: v for k, v in os.environ.items() if k != "MCP_TRACKING_URL"}
+    first = subprocess.run([sys.executable, "-m", "mcp_tracking.cli", "demo", "--sessions", "6"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120, env=env)
+    assert first.returncode == 0 and "already held" not in first.stdout
+    second = subprocess.run([sys.executable, "-m", "mcp_tracking.cli", "demo", "--sessions", "6"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert second.returncode == 0 and "already held" in second.stdout
+    assert "6 of 6 sessions" in second.stdout or "of 6 sessions" in second.stdout
+    whole = json.loads(run("report", "--format", "json", cwd=tmp_path).stdout)
+    assert whole["totals"]["sessions"] == 12

@@ -233,3 +233,25 @@ def test_sqlite_metrics_halves_count_the_same_rows_while_events_are_written(tmp_
     with writing_whole_sessions(lambda: SQLiteSink(path)):
         for _ in range(40):
             assert_whole_sessions_agree(compute_metrics(f"sqlite:///{path}").totals)
+
+
+def test_completion_never_exceeds_one_for_sessions_without_their_start(tmp_path):
+    """A session completed in the scope whose session_start is outside it (before ``since``, or never sent
+    through the SDK) counts in neither side of the completion rate: SQLite and the Python twin agree."""
+    events = [
+        EventRecord("session_start", "u", "A", "m", {}, created_at=T0),
+        EventRecord("session_completed", "u", "A", "m", {"success": True}, created_at=T0 + timedelta(seconds=10)),
+        EventRecord("session_completed", "u", "B", "m", {"success": True}, created_at=T0 + timedelta(seconds=11)),
+        EventRecord("session_completed", "u", "C", "m", {"success": False}, created_at=T0 + timedelta(seconds=12)),
+    ]
+    sqlite = SQLiteSink(tmp_path / "c.db")
+    sqlite.write(events)
+    memory = MemorySink()
+    memory.write(events)
+    for source in (f"sqlite:///{tmp_path}/c.db", memory):
+        whole = compute_metrics(source).to_dict()["task_completion_rate"]
+        assert whole == {"value": 1.0, "completed_sessions": 1, "total_sessions": 1}
+        late = compute_metrics(source, since=T0 + timedelta(seconds=5)).to_dict()["task_completion_rate"]
+        assert late == {"value": None, "completed_sessions": 0, "total_sessions": 0}
+        by_user = compute_metrics(source, breakdown="user").to_dict()["breakdown"]["u"]
+        assert by_user["task_completion_rate"] == 1.0

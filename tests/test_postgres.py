@@ -428,3 +428,22 @@ def test_metrics_halves_share_one_snapshot_while_events_are_written(pg_url):
         assert seen > 0  # the writers were writing meanwhile
     finally:
         sink.close()
+
+
+def test_completion_never_exceeds_one_in_postgres(pg_url):
+    """The same rule in PostgreSQL: a completion counts only for a session started in the scope."""
+    from datetime import datetime, timedelta, timezone
+
+    t0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+    sink = PostgresSink(pg_url)
+    sink.write([
+        EventRecord("session_start", "u", "A", "m", {}, created_at=t0),
+        EventRecord("session_completed", "u", "A", "m", {"success": True}, created_at=t0 + timedelta(seconds=10)),
+        EventRecord("session_completed", "u", "B", "m", {"success": True}, created_at=t0 + timedelta(seconds=11)),
+    ])
+    sink.close()
+    assert compute_metrics(pg_url).to_dict()["task_completion_rate"] == {
+        "value": 1.0, "completed_sessions": 1, "total_sessions": 1}
+    assert compute_metrics(pg_url, breakdown="user").to_dict()["breakdown"]["u"]["task_completion_rate"] == 1.0
+    late = compute_metrics(pg_url, since=t0 + timedelta(seconds=5)).to_dict()["task_completion_rate"]
+    assert late["completed_sessions"] == 0 and late["value"] is None

@@ -71,7 +71,7 @@ class Totals:
     events: int = 0
     sessions: int = 0  # distinct non-null session ids with any event
     started_sessions: int = 0  # ... with session_start
-    completed_sessions: int = 0  # ... with session_completed
+    completed_sessions: int = 0  # ... with session_start and session_completed (within started_sessions)
     successful_sessions: int = 0  # ... with session_completed and success = true
     steps_in_successful: int = 0  # tool_call_started in successful sessions
     max_steps_successful: int | None = None

@@ -59,7 +59,7 @@ _FACTS_HEAD = """
         COALESCE(SUM(n), 0),
         COUNT(session_id),
         COALESCE(SUM(has_start) FILTER (WHERE session_id IS NOT NULL), 0),
-        COALESCE(SUM(has_completed) FILTER (WHERE session_id IS NOT NULL), 0),
+        COALESCE(SUM(has_completed) FILTER (WHERE session_id IS NOT NULL AND has_start = 1), 0),
         COALESCE(SUM(ok) FILTER (WHERE session_id IS NOT NULL), 0),
         COALESCE(SUM(tool_calls) FILTER (WHERE session_id IS NOT NULL AND ok = 1), 0),
         MAX(tool_calls) FILTER (WHERE session_id IS NOT NULL AND ok = 1),"""

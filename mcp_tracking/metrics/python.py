@@ -47,7 +47,7 @@ def _sum(sessions: dict[Any, _Session]) -> Totals:
             continue
         t.sessions += 1
         t.started_sessions += s.has_start
-        t.completed_sessions += s.has_completed
+        t.completed_sessions += s.has_completed and s.has_start  # a rate's numerator within its denominator
         t.successful_sessions += s.ok
         t.sessions_with_errors += s.has_error
         t.recovered_sessions += s.has_error and s.ok

@@ -68,7 +68,8 @@ SESSIONS = f"""
                           AND r.event_name IN {sql_in(ERROR_EVENTS)} {{awr}}) AS e
             FROM done AS d WHERE d.ok = 1)
     SELECT
-        (SELECT COUNT(*) FROM done),
+        (SELECT COUNT(*) FROM done AS d WHERE EXISTS (SELECT 1 FROM raw_analytics AS r
+             WHERE r.session_id = d.session_id AND r.event_name = 'session_start' {{awr}})),
         (SELECT COUNT(*) FROM done WHERE ok = 1),
         (SELECT COALESCE(SUM(n), 0) FROM okf),
         (SELECT MAX(n) FROM okf),
@@ -93,7 +94,7 @@ TOTALS = f"""
         COALESCE(SUM(n), 0),
         COUNT(session_id),
         COALESCE(SUM(CASE WHEN session_id IS NOT NULL THEN has_start END), 0),
-        COALESCE(SUM(CASE WHEN session_id IS NOT NULL THEN has_completed END), 0),
+        COALESCE(SUM(CASE WHEN session_id IS NOT NULL AND has_start = 1 THEN has_completed END), 0),
         COALESCE(SUM(CASE WHEN session_id IS NOT NULL THEN ok END), 0),
         COALESCE(SUM(CASE WHEN session_id IS NOT NULL AND ok = 1 THEN tool_calls END), 0),
         MAX(CASE WHEN session_id IS NOT NULL AND ok = 1 THEN tool_calls END),

@@ -90,7 +90,7 @@ def hbar_chart(rows: Sequence[tuple[str, Sequence[float | None]]], series: Seque
         y0 = r * group_h
         short = label if len(label) <= 34 else label[:33] + "…"
         out.append(f'<text x="{label_w - 8}" y="{y0 + group_h / 2:.1f}" text-anchor="end" '
-                   f'dominant-baseline="middle">{esc(short)}</text>')
+                   f'dominant-baseline="middle"><title>{esc(label)}</title>{esc(short)}</text>')
         for s, v in enumerate(vals):
             w = 0 if v is None else plot_w * v / vmax
             y = y0 + s * bar_h
@@ -211,6 +211,13 @@ def trend(sink: Sink, filters: dict[str, Any], *, buckets: int = 12,
     return edges[:-1], series
 
 
+def _timespec(buckets: Sequence[datetime]) -> str:
+    """Labels fine enough to tell the intervals apart: milliseconds when they are under a second apart."""
+    if len(buckets) > 1 and (buckets[1] - buckets[0]).total_seconds() < 1:
+        return "milliseconds"
+    return "seconds"
+
+
 def render_dashboard(result: MetricsResult, *, buckets: Sequence[datetime] = (),
                      series: dict[str, list[float | None]] | None = None, title: str = "mcp-tracking",
                      source_label: str = "") -> str:
@@ -234,7 +241,8 @@ def render_dashboard(result: MetricsResult, *, buckets: Sequence[datetime] = (),
         ("trend", "Metrics over time", f"{len(buckets)} intervals between first and last event",
          line_chart(list(buckets), series or {}, chart_id="chart-trend"),
          html_table(["From", *[LABELS[k][0] for k in (series or {})]],
-                    [[b.isoformat(timespec="seconds"), *[fmt(v[i], percent=True) for v in (series or {}).values()]]
+                    [[b.isoformat(timespec=_timespec(buckets)), *[fmt(v[i], percent=True)
+                                                                 for v in (series or {}).values()]]
                      for i, b in enumerate(buckets)], numeric=tuple(range(1, 1 + len(series or {}))))),
         ("popularity", "Tool popularity", "tool_call_started per tool",
          hbar_chart([(r["tool_name"], [r["call_count"]]) for r in pop[:20]], ["calls"], chart_id="chart-popularity"),

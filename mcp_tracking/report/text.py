@@ -151,6 +151,12 @@ def render_table(result: MetricsResult) -> str:
                            [[r["tool_name"], r["field"] or "(arguments)", r["kind"], r["count"],
                              (r["example_error"] or "")[:48]] for r in d["schema_hotspots"][:15]],
                            title="\nSchema hot-spots"))
+    if d.get("breakdown"):
+        keys = ["task_completion_rate", "semantic_clarity_score", "retry_rate", "schema_violation_rate",
+                "hallucination_rate"]
+        parts.append(table(["User or session", "Calls", *[LABELS[k][0] for k in keys]],
+                           [[name, v.get("tool_calls", 0), *[fmt(v.get(k), percent=k in PERCENT) for k in keys]]
+                            for name, v in d["breakdown"].items()], title="\nBreakdown"))
     if d["retry_loops"]:
         parts.append(table(["Session", "Tool", "Identical calls"],
                            [[r["session_id"], r["tool_name"], r["calls"]] for r in d["retry_loops"][:15]],

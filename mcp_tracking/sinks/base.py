@@ -70,6 +70,10 @@ class SQLStore(QueryableSink, Protocol):
         ``since``, ``until``), as aware datetimes; ``None`` when nothing matches."""
         ...
 
+    def count(self) -> int:
+        """How many events the store holds."""
+        ...
+
 
 @runtime_checkable
 class HealthStore(Protocol):
