@@ -6,6 +6,9 @@ Generates the events (realistic per-session lifecycles written through SQLiteSin
 ``compute_metrics`` on the whole table, and as the anchor measured in the same run, one plain
 ``SELECT session_id, COUNT(*) FROM raw_analytics GROUP BY session_id`` over the same table.
 Target: all ten metrics in <= 1 s.
+
+``--compare`` also times ``mcp-tracking compare`` on the same table (the two halves of its time span, every
+session's counts, the intervals), against the same anchor. Target: <= 2 s.
 """
 
 from __future__ import annotations
@@ -106,6 +109,7 @@ def main() -> None:
     ap.add_argument("--sessions", type=int, default=100_000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--db", help="reuse (or create) this database instead of a temporary one")
+    ap.add_argument("--compare", action="store_true", help="also time compare_windows (two halves of the span)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         path = Path(args.db) if args.db else Path(d) / "metrics.db"
@@ -127,6 +131,21 @@ def main() -> None:
         print(f"all ten metrics (+ the extra views): {median(ours):.3f} s (target <= 1 s); "
               f"anchor GROUP BY session_id: {median(anchor):.3f} s; ratio {median(ours) / median(anchor):.2f}")
         print(f"rounds: metrics {[round(x, 3) for x in ours]}, anchor {[round(x, 3) for x in anchor]}")
+        if args.compare:
+            from mcp_tracking.metrics.compare import Window, compare_windows
+            from mcp_tracking.sinks.sqlite import SQLiteSink
+
+            span = SQLiteSink(path, read_only=True).time_span({})
+            assert span is not None
+            middle = span[0] + (span[1] - span[0]) / 2
+            times = []
+            for _ in range(args.rounds):
+                t = time.perf_counter()
+                comparison = compare_windows(f"sqlite:///{path.resolve()}", Window(until=middle), Window(since=middle))
+                times.append(time.perf_counter() - t)
+            print(f"compare, two halves ({comparison.sessions_before:,} / {comparison.sessions_after:,} sessions): "
+                  f"{median(times):.3f} s (target <= 2 s); ratio to the anchor {median(times) / median(anchor):.2f}; "
+                  f"rounds {[round(x, 3) for x in times]}")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,13 @@ def _parse_time(value: str) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
+def _parse_range(value: str) -> tuple[datetime | None, datetime | None]:
+    if ".." not in value:
+        raise argparse.ArgumentTypeError(f"not a range: {value!r} (FROM..TO: 2026-11-01..2026-11-15, ..2026-11-15)")
+    a, _, b = value.partition("..")
+    return (_parse_time(a) if a else None), (_parse_time(b) if b else None)
+
+
 def _progress(label: str) -> Any:
     """A progress callback that writes to stderr only when it is a terminal."""
     if not sys.stderr.isatty():
@@ -157,6 +164,36 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from mcp_tracking.metrics.compare import Window, compare_windows
+    from mcp_tracking.report.text import render_comparison
+
+    sides = []
+    for name in ("before", "after"):
+        since, until = getattr(args, name) or (None, None)
+        if args.split is not None:
+            if since is not None or until is not None:
+                raise CliError("give --split or --before/--after, not both")
+            since, until = (None, args.split) if name == "before" else (args.split, None)
+        sides.append(Window(since, until, getattr(args, f"{name}_release")))
+    if sides[0] == sides[1]:
+        raise CliError("the two windows are the same: give --split DATE, --before/--after FROM..TO, "
+                       "or --before-release/--after-release")
+    sink = _open(args.db)
+    from mcp_tracking.metrics import MetricsError
+    from mcp_tracking.sinks.base import StoreError
+
+    try:
+        result = compare_windows(sink, sides[0], sides[1], mcp_name=args.mcp, min_sessions=args.min_sessions)
+    except (StoreError, MetricsError) as exc:
+        raise CliError(str(exc)) from exc
+    if args.format == "json":
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(render_comparison(result))
+    return 0
+
+
 def _event_count(url: str) -> int:
     """Events already in the demo's store (0 when there is none yet, or it cannot be read)."""
     from mcp_tracking.sinks import sink_from_url
@@ -253,6 +290,19 @@ def build_parser() -> argparse.ArgumentParser:
     scoped(h)
     h.add_argument("--out", default="report.html")
     h.set_defaults(func=cmd_dashboard)
+
+    c = sub.add_parser("compare", help="did a change help? two windows or releases, with 95% intervals")
+    c.add_argument("--db", default=default_url(), help="store URL or path (default: %(default)s)")
+    c.add_argument("--mcp", help="only this mcp_name")
+    c.add_argument("--split", type=_parse_time, help="before = events before this time, after = from it on")
+    c.add_argument("--before", type=_parse_range, metavar="FROM..TO", help="the first window (either end optional)")
+    c.add_argument("--after", type=_parse_range, metavar="FROM..TO", help="the second window")
+    c.add_argument("--before-release", help="sessions whose session_start has this release")
+    c.add_argument("--after-release", help="sessions whose session_start has this release")
+    c.add_argument("--min-sessions", type=int, default=10,
+                   help="fewer sessions than this on either side: no interval, 'too little data' (default 10)")
+    c.add_argument("--format", choices=["table", "json"], default="table")
+    c.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("status", help="what the store holds")
     scoped(s)

@@ -55,6 +55,8 @@ class AnalyticsClient:
             or :class:`~mcp_tracking.core.redis_state.RedisState` shared by every replica of the server, so
             sequence numbers, retries and wrong-tool switches stay right behind a load balancer (default:
             ``MCP_TRACKING_SHARED_STATE`` when set).
+        release: the server's version or release tag, stamped on every ``session_start`` as ``release`` (default:
+            ``MCP_TRACKING_RELEASE``); ``mcp-tracking compare --before-release A --after-release B`` compares them.
         handle_sigterm: drain queued events on SIGTERM before the process ends (see
             :mod:`mcp_tracking.emit.shutdown`); installed once, from the main thread, chained to any handler
             already there.
@@ -87,6 +89,7 @@ class AnalyticsClient:
         spool_after: float | None = None,
         handle_sigterm: bool = True,
         shared_state: StateBackend | str | None = None,
+        release: str | None = None,
     ) -> None:
         self.sink: Sink = sink if isinstance(sink, Sink) else sink_from_url(sink)
         self.keys_only = keys_only  # no argument value stored anywhere (validation messages included)
@@ -118,6 +121,7 @@ class AnalyticsClient:
         #: the one door: sessions, call state and every event decision
         self.tracker = Tracker(self._emit, mcp_name=mcp_name, state=state, idle_timeout=idle_timeout,
                                max_sessions=max_sessions, polling_tools=polling_tools, hash_key=hash_key)
+        self.tracker.release = release or os.environ.get("MCP_TRACKING_RELEASE") or None
         self._default_session: str | None = None
         self._default_touched = 0.0
         self.emitter.add_tick(self.tracker.expire)

@@ -73,6 +73,8 @@ class SessionStartMetadata(_Metadata):
         None, description="Where the session id came from: explicit, transport, connection, identity, client"
     )
     user_source: str | None = Field(None, description="Where the user id came from: explicit, auth, anonymous")
+    release: str | None = Field(None, description="The server's release (AnalyticsClient(release=...), "
+                                "instrument(..., release=...) or MCP_TRACKING_RELEASE), when set")
 
 
 class SessionEndMetadata(_Metadata):

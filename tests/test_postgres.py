@@ -447,3 +447,25 @@ def test_completion_never_exceeds_one_in_postgres(pg_url):
     assert compute_metrics(pg_url, breakdown="user").to_dict()["breakdown"]["u"]["task_completion_rate"] == 1.0
     late = compute_metrics(pg_url, since=t0 + timedelta(seconds=5)).to_dict()["task_completion_rate"]
     assert late["completed_sessions"] == 0 and late["value"] is None
+
+
+def test_compare_by_release_in_postgres(pg_url, tmp_path):
+    """The same comparison from PostgreSQL and from SQLite: releases read from session_start in each dialect."""
+    from test_compare import SPLIT, T0, sessions
+
+    from mcp_tracking.metrics.compare import Window, compare_windows
+    from mcp_tracking.sinks.sqlite import SQLiteSink
+
+    events = sessions(T0, 30, 12, 3, 1, release="1.0", prefix="b") + sessions(SPLIT, 30, 27, 3, 0, release="2.0",
+                                                                               prefix="a")
+    pg = PostgresSink(pg_url)
+    pg.write(events)
+    pg.close()
+    lite = SQLiteSink(tmp_path / "same.db")
+    lite.write(events)
+    lite.close()
+    results = [compare_windows(src, Window(release="1.0"), Window(release="2.0"))
+               for src in (pg_url, f"sqlite:///{tmp_path / 'same.db'}")]
+    assert results[0].to_dict() == results[1].to_dict()
+    assert results[0].change("task_completion_rate").verdict == "better"
+    assert (results[0].sessions_before, results[0].sessions_after) == (30, 30)

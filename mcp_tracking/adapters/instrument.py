@@ -74,7 +74,7 @@ def _kind(server: Any) -> str | None:
 
 
 def instrument(server: Any, client: AnalyticsClient | None = None, *, options: TrackingOptions | None = None,
-               add_outcome_tool: bool = False, **option_fields: Any) -> Any:
+               add_outcome_tool: bool = False, release: str | None = None, **option_fields: Any) -> Any:
     """Track every tool call of ``server``. Returns the installed middleware or hook.
 
     Args:
@@ -86,6 +86,8 @@ def instrument(server: Any, client: AnalyticsClient | None = None, *, options: T
         add_outcome_tool: also register ``report_task_outcome(success, summary)``, a tool the agent calls
             to report its outcome (``task_completed``). Off by default: the tool list is never changed
             unless you ask.
+        release: the server's version or release tag, stamped on every ``session_start`` (sets the client's;
+            default ``MCP_TRACKING_RELEASE``), for ``mcp-tracking compare --before-release/--after-release``.
 
     Raises:
         TypeError: for anything that is not an MCP server this package can instrument.
@@ -94,6 +96,8 @@ def instrument(server: Any, client: AnalyticsClient | None = None, *, options: T
         raise TypeError("pass either options= or option keyword arguments, not both")
     opts = options or TrackingOptions(**option_fields)
     hook = _install(server, client, opts)
+    if release is not None:
+        hook.client.tracker.release = str(release)
     if add_outcome_tool and not getattr(hook, "outcome_tool_added", False):
         _add_tool(server, outcome_tool(hook.client))
         hook.outcome_tool_added = True

@@ -116,6 +116,8 @@ class Tracker:
         self.lock = self.sessions.lock
         self.polling_tools = frozenset(polling_tools)
         self.hash_key = hash_key
+        #: the server's release, stamped on every ``session_start`` (``mcp-tracking compare`` groups by it)
+        self.release: str | None = None
         self.connections = ConnectionIds()  # shared by every adapter on this tracker
         #: what adapters work out once per client connection (client name, transport, ...), by connection object
         self.peers: ByIdentity[Any] = ByIdentity()
@@ -162,7 +164,10 @@ class Tracker:
             return
         state.session_source = facts.get("session_source")
         state.user_source = facts.get("user_source")
-        self._emit("session_start", state.user_id, state.session_id, state.mcp_name, dict(facts), created_us)
+        md = dict(facts)
+        if self.release is not None and "release" not in md:
+            md["release"] = self.release
+        self._emit("session_start", state.user_id, state.session_id, state.mcp_name, md, created_us)
 
     def start_session(self, session_id: str, user_id: str, mcp_name: str | None, facts: Mapping[str, Any]) -> None:
         with self.lock:
@@ -219,6 +224,8 @@ class Tracker:
               metadata: dict[str, Any]) -> bool:
         mcp = self._mcp(mcp_name)
         metadata, size = self._bounded(metadata)
+        if name == "session_start" and self.release is not None and "release" not in metadata:
+            metadata["release"] = self.release
         if session_id is None:
             return self._emit(name, user_id, None, mcp, metadata, size=size)
         with self.lock:

@@ -53,19 +53,57 @@ def compute_metrics(
     """
     filters: dict[str, Any] = {"session_id": session_id, "user_id": user_id, "mcp_name": mcp_name,
                                "since": _aware(since), "until": _aware(until)}
-    sink = source if isinstance(source, Sink) else sink_from_url(source, read_only=True)
-    scope = scope_of(**filters)
-    if isinstance(sink, SQLStore):  # SQL stores count in the database
-        if sink.dialect == "sqlite":
-            from mcp_tracking.metrics import sqlite as sql
-        elif sink.dialect == "postgresql":
-            from mcp_tracking.metrics import postgres as sql  # type: ignore[no-redef]
-        else:
-            raise MetricsError(f"no metrics SQL for the {sink.dialect!r} dialect of {sink!r}")
+    sink = open_source(source)
+    return derive(aggregates(sink, filters, breakdown=breakdown), scope_of(**filters))
+
+
+def open_source(source: Sink | str | os.PathLike[str]) -> Sink:
+    """A sink for ``source`` (a sink, a store URL or a path), opened read-only."""
+    return source if isinstance(source, Sink) else sink_from_url(source, read_only=True)
+
+
+def _dialect(sink: SQLStore) -> Any:
+    if sink.dialect == "sqlite":
+        from mcp_tracking.metrics import sqlite as sql
+    elif sink.dialect == "postgresql":
+        from mcp_tracking.metrics import postgres as sql  # type: ignore[no-redef]
+    else:
+        raise MetricsError(f"no metrics SQL for the {sink.dialect!r} dialect of {sink!r}")
+    return sql
+
+
+def aggregates(sink: Sink, filters: dict[str, Any], *, breakdown: str | None = None) -> Aggregates:
+    """The counts behind the metrics (SQL stores count in the database; others through the Python twin)."""
+    if isinstance(sink, SQLStore):
         with sink.read_snapshot() as (conn, second):
-            return derive(sql.aggregates(conn, filters, breakdown=breakdown, second=second), scope)
+            return _dialect(sink).aggregates(conn, filters, breakdown=breakdown, second=second)  # type: ignore[no-any-return]
     if isinstance(sink, QueryableSink):
         from mcp_tracking.metrics import python as twin
 
-        return derive(twin.aggregates(sink.iter_events(**filters), breakdown=breakdown), scope)
+        return twin.aggregates(sink.iter_events(**filters), breakdown=breakdown)
+    raise MetricsError(f"{sink!r} cannot be read back; measure the store it writes to instead")
+
+
+def session_index(sink: Sink, *, mcp_name: str | None = None) -> tuple[dict[str, tuple[datetime, str | None]],
+                                                                        dict[str, Totals]]:
+    """``(starts, totals)``: each session's ``session_start`` (time, release) for ``mcp_name``, and the
+    counts over all the events of those sessions (what ``mcp-tracking compare`` splits into windows)."""
+    filters: dict[str, Any] = {"session_id": None, "user_id": None, "mcp_name": mcp_name, "since": None,
+                               "until": None}
+    if isinstance(sink, SQLStore):
+        with sink.read_snapshot() as (conn, _):
+            sql = _dialect(sink)
+            starts = sql.session_starts(conn, filters)
+            return starts, sql.session_totals(conn, set(starts))
+    if isinstance(sink, QueryableSink):
+        from mcp_tracking.events import parse_timestamp
+
+        found: dict[str, tuple[datetime, str | None]] = {}
+        for e in sink.iter_events(mcp_name=mcp_name):
+            sid = e.get("session_id")
+            if e["event_name"] == "session_start" and sid is not None and str(sid) not in found:
+                release = (e.get("metadata") or {}).get("release")
+                found[str(sid)] = (parse_timestamp(e["created_at"]), None if release is None else str(release))
+        groups = aggregates(sink, filters, breakdown="session").groups
+        return found, {sid: t for sid, t in groups.items() if sid in found}
     raise MetricsError(f"{sink!r} cannot be read back; measure the store it writes to instead")

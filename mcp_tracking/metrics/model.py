@@ -341,6 +341,21 @@ def count_events(rows: Any) -> tuple[Totals, dict[str, ToolCounts]]:
     return totals, tools
 
 
+def session_totals_of(row: Any) -> Totals:
+    """One session's :class:`Totals` from a per-session row: ``n``, the :data:`COUNTED` columns, then
+    ``has_start``, ``has_completed``, ``ok``, ``has_error`` (the dialects' ``PER_SESSION`` query)."""
+    n, *rest = sql_ints(row)
+    counts, (has_start, has_completed, ok, has_error) = rest[:len(COUNTED)], rest[len(COUNTED):len(COUNTED) + 4]
+    t = Totals(events=n, sessions=1, started_sessions=has_start or 0,
+               completed_sessions=1 if has_start and has_completed else 0, successful_sessions=ok or 0,
+               sessions_with_errors=has_error or 0, recovered_sessions=1 if has_error and ok else 0)
+    for fld, v in zip(COUNTED.values(), counts, strict=True):
+        setattr(t, fld, v or 0)
+    if ok:
+        t.steps_in_successful = t.max_steps_successful = t.tool_calls
+    return t
+
+
 def set_session_facts(totals: Totals, row: Any) -> None:
     """The session-level counts from the SQL stores' sessions pass (eight values, in this order; NULL only for
     max_steps_successful, when no successful session made a tool call)."""

@@ -9,6 +9,7 @@ parameters."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from mcp_tracking.metrics.model import (
@@ -21,6 +22,7 @@ from mcp_tracking.metrics.model import (
     count_columns,
     count_events,
     run_halves,
+    session_totals_of,
     set_session_facts,
     sql_in,
     sum_columns,
@@ -195,3 +197,33 @@ def aggregates(conn: Any, filters: dict[str, Any], *, breakdown: str | None = No
             second.rollback()
     return Aggregates(totals, tools, confusion, hotspots, loops, groups)
 
+
+
+
+STARTS = """
+    SELECT DISTINCT ON (session_id) session_id, created_at, metadata->>'release' FROM raw_analytics
+    WHERE event_name = 'session_start' AND session_id IS NOT NULL {and_where}
+    ORDER BY session_id, created_at
+"""
+
+
+def session_starts(conn: Any, filters: dict[str, Any]) -> dict[str, tuple[datetime, str | None]]:
+    """Each session's ``session_start``: when, and the ``release`` it carries."""
+    and_where, params = where_clause(**filters, placeholder="%s", prefix="AND")
+    try:
+        with conn.cursor() as cur:
+            cur.execute(STARTS.format(and_where=and_where), params)
+            return {str(sid): (at, rel) for sid, at, rel in cur.fetchall()}
+    finally:
+        conn.rollback()
+
+
+def session_totals(conn: Any, sessions: set[str] | None = None) -> dict[str, Totals]:
+    """Each session's counts over all its events, in one grouped pass; ``sessions`` keeps only those."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute(PER_SESSION.format(keys="session_id", where="WHERE session_id IS NOT NULL"))
+            return {str(row[0]): session_totals_of(row[1:]) for row in cur.fetchall()
+                    if sessions is None or row[0] in sessions}
+    finally:
+        conn.rollback()

@@ -11,8 +11,10 @@ per-session pass (``PER_SESSION``/``TOTALS``) serves only the optional per-sessi
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime
 from typing import Any
 
+from mcp_tracking.events import parse_timestamp
 from mcp_tracking.metrics.model import (
     ERROR_EVENTS,
     RETRY_LOOP_MIN_CALLS,
@@ -23,6 +25,7 @@ from mcp_tracking.metrics.model import (
     count_events,
     rank_offset,
     run_halves,
+    session_totals_of,
     set_session_facts,
     sql_in,
     sum_columns,
@@ -195,3 +198,26 @@ def aggregates(conn: sqlite3.Connection, filters: dict[str, Any], *, breakdown: 
     (facts, groups), (totals, tools, confusion, hotspots, loops) = run_halves(session_half, conn, rest_half, second)
     set_session_facts(totals, (totals.sessions, totals.started_sessions, *facts))
     return Aggregates(totals, list(tools.values()), confusion, hotspots, loops, groups)
+
+
+
+STARTS = """
+    SELECT session_id, MIN(created_at), json_extract(metadata, '$.release') FROM raw_analytics
+    WHERE event_name = 'session_start' AND +session_id IS NOT NULL {aw}
+    GROUP BY session_id
+"""
+
+
+def session_starts(conn: sqlite3.Connection, filters: dict[str, Any]) -> dict[str, tuple[datetime, str | None]]:
+    """Each session's ``session_start``: when, and the ``release`` it carries."""
+    aw, _ = where_clause(**filters, placeholder=":", prefix="AND")
+    return {str(sid): (parse_timestamp(at), None if rel is None else str(rel))
+            for sid, at, rel in conn.execute(STARTS.format(aw=aw), named_params(**filters))}
+
+
+def session_totals(conn: sqlite3.Connection, sessions: set[str] | None = None) -> dict[str, Totals]:
+    """Each session's counts over all its events, in one pass over the session index (index-only: no filter
+    on other columns); ``sessions`` keeps only those."""
+    sql = PER_SESSION.format(keys="session_id", where="WHERE session_id IS NOT NULL")
+    return {str(row[0]): session_totals_of(row[1:]) for row in conn.execute(sql)
+            if sessions is None or row[0] in sessions}

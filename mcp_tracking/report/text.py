@@ -199,3 +199,31 @@ def render_csv(result: MetricsResult) -> str:
     for subject, values in (d.get("breakdown") or {}).items():
         row("breakdown", subject, "", pairs(values))
     return buf.getvalue()
+
+
+VERDICT_MARK = {"better": "better", "worse": "WORSE", "no significant change": "no significant change",
+                "too little data": "too little data"}
+
+
+def render_comparison(result: Any) -> str:
+    """``mcp-tracking compare`` as a table: each metric before and after, the change and its 95% interval."""
+    rows = []
+    for c in result.changes:
+        percent = c.metric in PERCENT or c.metric in ("semantic_clarity_score",)
+        interval = "—" if c.low is None else f"{fmt_signed(c.low, percent)} to {fmt_signed(c.high, percent)}"
+        rows.append([LABELS[c.metric][0], fmt(c.before, percent=percent), fmt(c.after, percent=percent),
+                     "—" if c.difference is None else fmt_signed(c.difference, percent), interval,
+                     f"{c.n_before} / {c.n_after}", VERDICT_MARK[c.verdict]])
+    head = (f"before: {result.before.label()} ({result.sessions_before:,} sessions)\n"
+            f"after:  {result.after.label()} ({result.sessions_after:,} sessions)")
+    note = ("\nIntervals are 95%, over sessions (Newcomb for session rates, bootstrap or delta method for the rest);"
+            " a change is called only when its interval excludes 0.")
+    return head + "\n" + table(["Metric", "Before", "After", "Change", "95% interval", "n (sessions)", "Verdict"],
+                               rows, title="\nWhat changed") + note
+
+
+def fmt_signed(value: float, percent: bool) -> str:
+    """A change with its sign: ``+12.5 pts`` for rates (percentage points), ``-0.4`` otherwise."""
+    if percent:
+        return f"{value * 100:+.1f} pts"
+    return f"{value:+,.3f}".rstrip("0").rstrip(".")

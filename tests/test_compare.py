@@ -1,0 +1,155 @@
+"""``mcp-tracking compare``: two windows or two releases, each change with a 95% interval worked out by hand."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+
+import anyio
+import pytest
+
+from mcp_tracking import AnalyticsClient, SQLiteSink, instrument
+from mcp_tracking.events import EventRecord
+from mcp_tracking.metrics.compare import Window, compare_windows, newcomb, wilson
+
+T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+SPLIT = T0 + timedelta(days=10)
+
+
+def test_intervals_match_the_published_examples():
+    """Wilson's interval for 81/263 and Newcomb's hybrid interval for 56/70 - 48/80, as published in
+    Newcomb (1998), Statistics in Medicine 17: 857-872 and 873-890."""
+    low, high = wilson(81, 263)
+    assert (round(low, 4), round(high, 4)) == (0.2553, 0.3662)
+    d, low, high = newcomb(48, 80, 56, 70)
+    assert (round(d, 4), round(low, 4), round(high, 4)) == (0.2, 0.0524, 0.3339)
+
+
+def sessions(start: datetime, n: int, completed: int, calls: int, retries: int, *, release: str | None = None,
+             prefix: str = "s") -> list[EventRecord]:
+    """``n`` sessions of ``calls`` tool calls each (``retries`` of them retries); the first ``completed`` end
+    with a successful ``session_completed``."""
+    out = []
+    for i in range(n):
+        sid, t = f"{prefix}{i}", start + timedelta(minutes=i)
+        out.append(EventRecord("session_start", "u", sid, "srv", {"release": release} if release else {},
+                               created_at=t))
+        for k in range(calls):
+            out.append(EventRecord("tool_call_started", "u", sid, "srv", {"tool_name": "search",
+                                                                           "call_sequence": k + 1},
+                                   created_at=t + timedelta(seconds=k + 1)))
+            if k < retries:
+                out.append(EventRecord("tool_call_retry", "u", sid, "srv", {"tool_name": "search"},
+                                       created_at=t + timedelta(seconds=k + 1)))
+        if i < completed:
+            out.append(EventRecord("session_completed", "u", sid, "srv", {"success": True},
+                                   created_at=t + timedelta(seconds=30)))
+    return out
+
+
+@pytest.fixture(name="store")
+def _store(tmp_path):
+    def make(events):
+        path = tmp_path / "c.db"
+        sink = SQLiteSink(path)
+        sink.write(events)
+        sink.close()
+        return f"sqlite:///{path}"
+    return make
+
+
+def test_a_real_improvement_is_called_better(store):
+    """Before: 20 of 40 sessions completed, 2 of 4 calls retries. After: 36 of 40, no retries.
+
+    By hand (z = 1.96): Wilson 20/40 = (0.3520, 0.6480), Wilson 36/40 = (0.7695, 0.9604); Newcomb's
+    difference 0.4 with low 0.4 - sqrt((0.9 - 0.7695)^2 + (0.6480 - 0.5)^2) = 0.2027 and high
+    0.4 + sqrt((0.9604 - 0.9)^2 + (0.5 - 0.3520)^2) = 0.5599. Retries: every session 0.5 before and 0 after,
+    so every resample gives -0.5: the interval is exactly (-0.5, -0.5)."""
+    url = store(sessions(T0, 40, 20, 4, 2, prefix="b") + sessions(SPLIT, 40, 36, 4, 0, prefix="a"))
+    result = compare_windows(url, Window(until=SPLIT), Window(since=SPLIT))
+    assert (result.sessions_before, result.sessions_after) == (40, 40)
+    done = result.change("task_completion_rate")
+    assert (done.before, done.after, done.method, done.verdict) == (0.5, 0.9, "newcomb", "better")
+    assert done.low == pytest.approx(0.2027, abs=2e-4) and done.high == pytest.approx(0.5599, abs=2e-4)
+    retry = result.change("retry_rate")
+    assert (retry.before, retry.after, retry.difference) == (0.5, 0.0, -0.5)
+    assert (retry.low, retry.high, retry.method, retry.verdict) == (-0.5, -0.5, "bootstrap", "better")
+    clarity = result.change("semantic_clarity_score")
+    assert (clarity.before, clarity.after, clarity.verdict) == (0.5, 1.0, "better")
+    from mcp_tracking import MemorySink
+
+    twin = MemorySink()  # the Python twin counts each session alike
+    twin.write(sessions(T0, 40, 20, 4, 2, prefix="b") + sessions(SPLIT, 40, 36, 4, 0, prefix="a"))
+    assert compare_windows(twin, Window(until=SPLIT), Window(since=SPLIT)).to_dict() == result.to_dict()
+
+
+def test_a_difference_within_the_noise_is_not_called(store):
+    """20 of 40 against 22 of 40: Newcomb's interval (about -0.16 to 0.26) holds 0: no significant change."""
+    url = store(sessions(T0, 40, 20, 3, 1, prefix="b") + sessions(SPLIT, 40, 22, 3, 1, prefix="a"))
+    done = compare_windows(url, Window(until=SPLIT), Window(since=SPLIT)).change("task_completion_rate")
+    assert done.low < 0 < done.high and done.verdict == "no significant change"
+    assert done.difference == pytest.approx(0.05)
+
+
+def test_thin_evidence_claims_nothing(store):
+    """5 sessions a side: every metric says 'too little data' and gives no interval."""
+    url = store(sessions(T0, 5, 1, 3, 2, prefix="b") + sessions(SPLIT, 5, 5, 3, 0, prefix="a"))
+    result = compare_windows(url, Window(until=SPLIT), Window(since=SPLIT))
+    assert {c.verdict for c in result.changes} == {"too little data"}
+    assert all(c.low is None and c.high is None for c in result.changes)
+
+
+def test_releases_are_compared_from_real_sessions(tmp_path):
+    """Two releases of the demo server, 12 scripted sessions each, stamped by ``instrument(release=...)``: the
+    comparison groups sessions by release; the same agents give the same behaviour, so nothing is called."""
+    from mcp_tracking.demo.agents import run_sessions
+    from mcp_tracking.demo.server import build_server, completeness_checks
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    for release in ("1.0", "2.0"):
+        client = AnalyticsClient(url, handle_sigterm=False)
+        server = build_server("drea")
+        instrument(server, client, completeness=completeness_checks(), add_outcome_tool=True, release=release)
+        anyio.run(lambda s=server: run_sessions(s, sessions=12, seed=3))
+        assert client.close(timeout=30)
+    result = compare_windows(url, Window(release="1.0"), Window(release="2.0"))
+    assert (result.sessions_before, result.sessions_after) == (12, 12)
+    done = result.change("task_completion_rate")
+    assert done.before == done.after and done.verdict == "no significant change"
+    starts = [e for e in SQLiteSink(tmp_path / "r.db", read_only=True).iter_events()
+              if e["event_name"] == "session_start"]
+    assert sorted({e["metadata"]["release"] for e in starts}) == ["1.0", "2.0"]
+
+
+def test_release_from_the_environment(monkeypatch):
+    from mcp_tracking import MemorySink
+
+    monkeypatch.setenv("MCP_TRACKING_RELEASE", "2026.12.1")
+    sink = MemorySink()
+    client = AnalyticsClient(sink, handle_sigterm=False)
+    client.track("u", "session_start", {}, session_id="s")  # the design's host writes its own session_start
+    client.close()
+    start = next(e for e in sink.events if e["event_name"] == "session_start")
+    assert start["metadata"]["release"] == "2026.12.1"
+
+
+def test_compare_on_the_command_line(store):
+    url = store(sessions(T0, 40, 20, 4, 2, prefix="b") + sessions(SPLIT, 40, 36, 4, 0, prefix="a"))
+    env = {k: v for k, v in os.environ.items() if k != "MCP_TRACKING_URL"}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "mcp_tracking.cli", "compare", "--db", url, *args],
+                              capture_output=True, text=True, timeout=120, env=env)
+
+    table = cli("--split", SPLIT.isoformat())
+    assert table.returncode == 0, table.stderr
+    assert "What changed" in table.stdout and "+40.0 pts" in table.stdout and "better" in table.stdout
+    data = json.loads(cli("--before", f"..{SPLIT.isoformat()}", "--after", f"{SPLIT.isoformat()}..",
+                          "--format", "json").stdout)
+    done = next(c for c in data["changes"] if c["metric"] == "task_completion_rate")
+    assert done["verdict"] == "better" and data["before"]["sessions"] == 40
+    same = cli()
+    assert same.returncode != 0 and "the two windows are the same" in same.stderr
