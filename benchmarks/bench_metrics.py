@@ -8,7 +8,7 @@ Generates the events (realistic per-session lifecycles written through SQLiteSin
 Target: all ten metrics in <= 1 s.
 
 ``--compare`` also times ``mcp-tracking compare`` on the same table (the two halves of its time span, every
-session's counts, the intervals), against the same anchor. Target: <= 2 s.
+session's counts, the intervals) and ``mcp-tracking advise``, against the same anchor. Target: <= 2 s each.
 """
 
 from __future__ import annotations
@@ -146,6 +146,15 @@ def main() -> None:
             print(f"compare, two halves ({comparison.sessions_before:,} / {comparison.sessions_after:,} sessions): "
                   f"{median(times):.3f} s (target <= 2 s); ratio to the anchor {median(times) / median(anchor):.2f}; "
                   f"rounds {[round(x, 3) for x in times]}")
+            from mcp_tracking.metrics.advice import advise
+
+            times = []
+            for _ in range(args.rounds):
+                t = time.perf_counter()
+                items = advise(f"sqlite:///{path.resolve()}")
+                times.append(time.perf_counter() - t)
+            print(f"advise ({len(items)} recommendations): {median(times):.3f} s (target <= 2 s); ratio to the anchor "
+                  f"{median(times) / median(anchor):.2f}; rounds {[round(x, 3) for x in times]}")
 
 
 if __name__ == "__main__":

@@ -194,6 +194,24 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_advise(args: argparse.Namespace) -> int:
+    from mcp_tracking.metrics import MetricsError
+    from mcp_tracking.metrics.advice import advise
+    from mcp_tracking.report.text import render_advice
+    from mcp_tracking.sinks.base import StoreError
+
+    sink = _open(args.db)
+    try:
+        items = advise(sink, mcp_name=args.mcp, since=args.since, until=args.until)
+    except (StoreError, MetricsError) as exc:
+        raise CliError(str(exc)) from exc
+    if args.format == "json":
+        print(json.dumps([a.to_dict() for a in items], indent=2))
+    else:
+        print(render_advice(items))
+    return 0
+
+
 def _event_count(url: str) -> int:
     """Events already in the demo's store (0 when there is none yet, or it cannot be read)."""
     from mcp_tracking.sinks import sink_from_url
@@ -303,6 +321,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fewer sessions than this on either side: no interval, 'too little data' (default 10)")
     c.add_argument("--format", choices=["table", "json"], default="table")
     c.set_defaults(func=cmd_compare)
+
+    a = sub.add_parser("advise", help="what to change in your tools, ranked, with the evidence")
+    a.add_argument("--db", default=default_url(), help="store URL or path (default: %(default)s)")
+    a.add_argument("--mcp", help="only this mcp_name")
+    a.add_argument("--since", type=_parse_time, help="from this time (ISO 8601, UTC if no zone)")
+    a.add_argument("--until", type=_parse_time, help="before this time (ISO 8601)")
+    a.add_argument("--format", choices=["table", "json"], default="table")
+    a.set_defaults(func=cmd_advise)
 
     s = sub.add_parser("status", help="what the store holds")
     scoped(s)

@@ -29,6 +29,10 @@ MAX_STRING_CHARS = 4096
 #: The largest metadata a host's ``track()`` queues as it is; beyond it its largest values become stand-ins.
 MAX_EVENT_BYTES = 65_536
 
+#: The tool ``instrument(..., add_outcome_tool=True)`` adds: an agent reports its outcome through it (giving up
+#: included), so it is never what an agent "meant" by another name.
+OUTCOME_TOOL_NAME = "report_task_outcome"
+
 SCHEMA_VERSION = 1
 
 

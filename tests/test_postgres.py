@@ -469,3 +469,22 @@ def test_compare_by_release_in_postgres(pg_url, tmp_path):
     assert results[0].to_dict() == results[1].to_dict()
     assert results[0].change("task_completion_rate").verdict == "better"
     assert (results[0].sessions_before, results[0].sessions_after) == (30, 30)
+
+
+def test_advise_in_postgres_matches_sqlite(pg_url, tmp_path):
+    """The same recommendations from PostgreSQL as from SQLite (each dialect's per-tool facts)."""
+    from test_advice import scenario
+
+    from mcp_tracking.metrics.advice import advise
+    from mcp_tracking.sinks.sqlite import SQLiteSink
+
+    events = scenario(3, 12)
+    pg = PostgresSink(pg_url)
+    pg.write(events)
+    pg.close()
+    lite = SQLiteSink(tmp_path / "a.db")
+    lite.write(events)
+    lite.close()
+    ours = [a.to_dict() for a in advise(pg_url)]
+    assert ours == [a.to_dict() for a in advise(f"sqlite:///{tmp_path / 'a.db'}")]
+    assert {a["kind"] for a in ours} >= {"alias", "parameter", "timeout", "never_called"}

@@ -15,8 +15,7 @@ from typing import Any
 from mcp_tracking.adapters._common import default_client
 from mcp_tracking.client import AnalyticsClient
 from mcp_tracking.core.recorder import TrackingOptions, current_call
-
-OUTCOME_TOOL_NAME = "report_task_outcome"
+from mcp_tracking.events import OUTCOME_TOOL_NAME
 
 
 def outcome_tool(client: AnalyticsClient) -> Any:

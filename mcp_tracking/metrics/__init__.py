@@ -107,3 +107,34 @@ def session_index(sink: Sink, *, mcp_name: str | None = None) -> tuple[dict[str,
         groups = aggregates(sink, filters, breakdown="session").groups
         return found, {sid: t for sid, t in groups.items() if sid in found}
     raise MetricsError(f"{sink!r} cannot be read back; measure the store it writes to instead")
+
+
+def tool_facts(sink: Sink, filters: dict[str, Any]) -> tuple[list[tuple[Any, ...]], list[str] | None]:
+    """``(rows, available)``: per ``(event_name, tool_name, retry reason or error type)`` the count and one
+    session id, for retries, failures and completeness checks; and the server's tool list as the newest
+    ``hallucinated_tool_call`` recorded it (``None`` when there is none). What ``advise`` reads beyond the
+    metrics."""
+    if isinstance(sink, SQLStore):
+        with sink.read_snapshot() as (conn, _):
+            return _dialect(sink).tool_facts(conn, filters)  # type: ignore[no-any-return]
+    if isinstance(sink, QueryableSink):
+        counts: dict[tuple[Any, Any, Any], list[Any]] = {}
+        available: list[str] | None = None
+        newest = None
+        for e in sink.iter_events(**filters):
+            name, md = e["event_name"], e.get("metadata") or {}
+            if (name == "hallucinated_tool_call" and isinstance(md.get("available_tools"), list)
+                    and (newest is None or e["created_at"] >= newest)):
+                newest, available = e["created_at"], [str(t) for t in md["available_tools"]]
+            if name not in ("tool_call_retry", "tool_call_failed", "answer_incomplete", "answer_complete"):
+                continue
+            detail = md.get("retry_reason") if name == "tool_call_retry" else (
+                md.get("error_type") if name == "tool_call_failed" else None)
+            key = (name, md.get("tool_name"), detail)
+            hit = counts.setdefault(key, [0, None])
+            hit[0] += 1
+            sid = e.get("session_id")
+            if sid is not None and (hit[1] is None or str(sid) < hit[1]):
+                hit[1] = str(sid)
+        return [(*k, n, sid) for k, (n, sid) in counts.items()], available
+    raise MetricsError(f"{sink!r} cannot be read back; measure the store it writes to instead")

@@ -227,3 +227,35 @@ def session_totals(conn: Any, sessions: set[str] | None = None) -> dict[str, Tot
                     if sessions is None or row[0] in sessions}
     finally:
         conn.rollback()
+
+
+TOOL_FACTS = """
+    SELECT event_name, tool_name,
+        CASE event_name WHEN 'tool_call_retry' THEN metadata->>'retry_reason'
+                        WHEN 'tool_call_failed' THEN metadata->>'error_type' END,
+        COUNT(*), MIN(session_id)
+    FROM raw_analytics
+    WHERE event_name IN ('tool_call_retry', 'tool_call_failed', 'answer_incomplete', 'answer_complete') {and_where}
+    GROUP BY 1, 2, 3
+"""
+
+AVAILABLE = """
+    SELECT metadata->'available_tools' FROM raw_analytics
+    WHERE event_name = 'hallucinated_tool_call' {and_where} ORDER BY created_at DESC LIMIT 1
+"""
+
+
+def tool_facts(conn: Any, filters: dict[str, Any]) -> tuple[list[tuple[Any, ...]], list[str] | None]:
+    """Per (event, tool, reason or error type): how many, and one session where it happened; and the server's
+    tool list as the newest ``hallucinated_tool_call`` saw it (``None`` without one)."""
+    and_where, params = where_clause(**filters, placeholder="%s", prefix="AND")
+    try:
+        with conn.cursor() as cur:
+            cur.execute(TOOL_FACTS.format(and_where=and_where), params)
+            rows = [tuple(r) for r in cur.fetchall()]
+            cur.execute(AVAILABLE.format(and_where=and_where), params)
+            got = cur.fetchone()
+    finally:
+        conn.rollback()
+    available = got[0] if got else None
+    return rows, [str(t) for t in available] if isinstance(available, list) else None

@@ -14,6 +14,7 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
+from mcp_tracking._json import loads
 from mcp_tracking.events import parse_timestamp
 from mcp_tracking.metrics.model import (
     ERROR_EVENTS,
@@ -221,3 +222,30 @@ def session_totals(conn: sqlite3.Connection, sessions: set[str] | None = None) -
     sql = PER_SESSION.format(keys="session_id", where="WHERE session_id IS NOT NULL")
     return {str(row[0]): session_totals_of(row[1:]) for row in conn.execute(sql)
             if sessions is None or row[0] in sessions}
+
+
+TOOL_FACTS = """
+    SELECT event_name, tool_name,
+        CASE event_name WHEN 'tool_call_retry' THEN json_extract(metadata, '$.retry_reason')
+                        WHEN 'tool_call_failed' THEN json_extract(metadata, '$.error_type') END,
+        COUNT(*), MIN(session_id)
+    FROM raw_analytics
+    WHERE event_name IN ('tool_call_retry', 'tool_call_failed', 'answer_incomplete', 'answer_complete') {aw}
+    GROUP BY 1, 2, 3
+"""
+
+AVAILABLE = """
+    SELECT json_extract(metadata, '$.available_tools') FROM raw_analytics
+    WHERE event_name = 'hallucinated_tool_call' {aw} ORDER BY created_at DESC LIMIT 1
+"""
+
+
+def tool_facts(conn: sqlite3.Connection, filters: dict[str, Any]) -> tuple[list[tuple[Any, ...]], list[str] | None]:
+    """Per (event, tool, reason or error type): how many, and one session where it happened; and the server's
+    tool list as the newest ``hallucinated_tool_call`` saw it (``None`` without one)."""
+    aw, _ = where_clause(**filters, placeholder=":", prefix="AND")
+    params = named_params(**filters)
+    rows = [tuple(r) for r in conn.execute(TOOL_FACTS.format(aw=aw), params)]
+    got = conn.execute(AVAILABLE.format(aw=aw), params).fetchone()
+    available = loads(got[0]) if got and got[0] else None
+    return rows, [str(t) for t in available] if isinstance(available, list) else None

@@ -227,3 +227,17 @@ def fmt_signed(value: float, percent: bool) -> str:
     if percent:
         return f"{value * 100:+.1f} pts"
     return f"{value:+,.3f}".rstrip("0").rstrip(".")
+
+
+def render_advice(items: Sequence[Any]) -> str:
+    """``mcp-tracking advise``: the recommendations, most evidence first, each with why and where to look."""
+    if not items:
+        return ("No advice: the events do not show any pattern often enough (each rule needs 3 occurrences; "
+                "see mcp_tracking.metrics.advice).")
+    lines = [f"{len(items)} things to change, most evidence first:"]
+    for i, a in enumerate(items, 1):
+        lines.append(f"\n{i}. {safe_text(a.title)}  [{a.kind}]")
+        lines.append(f"   {safe_text(a.detail)}")
+        if a.sessions:
+            lines.append(f"   sessions: {', '.join(safe_text(s) for s in a.sessions)}")
+    return "\n".join(lines)
