@@ -724,3 +724,21 @@ print(size, seg.stat().st_size, len(list(spool._read(seg))))
     status, sizes = proc.stdout.strip().splitlines()
     before, after, events = map(int, sizes.split())
     assert status.startswith("refused") and after == before and events == 1
+
+
+def test_without_a_state_directory_the_spool_falls_back_to_a_private_temp_dir(tmp_path, monkeypatch):
+    """A service user whose state directory cannot be created: the spool goes to <tmp>/mcp-tracking-<uid>,
+    private as well."""
+    import tempfile
+
+    not_a_dir = tmp_path / "state-is-a-file"
+    not_a_dir.write_text("x")
+    monkeypatch.delenv("MCP_TRACKING_SPOOL_DIR", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(not_a_dir))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    client = _spooling_client()
+    spool = client.emitter.spool
+    client.close(timeout=1)
+    assert spool is not None and str(spool.dir).startswith(str(tmp_path / "tmp" / f"mcp-tracking-{os.getuid()}"))
+    assert oct(os.stat(spool.dir).st_mode & 0o777) == "0o700"

@@ -449,23 +449,26 @@ def test_completion_never_exceeds_one_in_postgres(pg_url):
     assert late["completed_sessions"] == 0 and late["value"] is None
 
 
+def both_stores(pg_url: str, tmp_path, events: list) -> tuple[str, str]:
+    """The same events written to PostgreSQL and to a SQLite file: the two URLs."""
+    from mcp_tracking.sinks.sqlite import SQLiteSink
+
+    for sink in (PostgresSink(pg_url), SQLiteSink(tmp_path / "same.db")):
+        sink.write(events)
+        sink.close()
+    return pg_url, f"sqlite:///{tmp_path / 'same.db'}"
+
+
 def test_compare_by_release_in_postgres(pg_url, tmp_path):
     """The same comparison from PostgreSQL and from SQLite: releases read from session_start in each dialect."""
     from test_compare import SPLIT, T0, sessions
 
     from mcp_tracking.metrics.compare import Window, compare_windows
-    from mcp_tracking.sinks.sqlite import SQLiteSink
 
     events = sessions(T0, 30, 12, 3, 1, release="1.0", prefix="b") + sessions(SPLIT, 30, 27, 3, 0, release="2.0",
                                                                                prefix="a")
-    pg = PostgresSink(pg_url)
-    pg.write(events)
-    pg.close()
-    lite = SQLiteSink(tmp_path / "same.db")
-    lite.write(events)
-    lite.close()
     results = [compare_windows(src, Window(release="1.0"), Window(release="2.0"))
-               for src in (pg_url, f"sqlite:///{tmp_path / 'same.db'}")]
+               for src in both_stores(pg_url, tmp_path, events)]
     assert results[0].to_dict() == results[1].to_dict()
     assert results[0].change("task_completion_rate").verdict == "better"
     assert (results[0].sessions_before, results[0].sessions_after) == (30, 30)
@@ -476,15 +479,8 @@ def test_advise_in_postgres_matches_sqlite(pg_url, tmp_path):
     from test_advice import scenario
 
     from mcp_tracking.metrics.advice import advise
-    from mcp_tracking.sinks.sqlite import SQLiteSink
 
-    events = scenario(3, 12)
-    pg = PostgresSink(pg_url)
-    pg.write(events)
-    pg.close()
-    lite = SQLiteSink(tmp_path / "a.db")
-    lite.write(events)
-    lite.close()
-    ours = [a.to_dict() for a in advise(pg_url)]
-    assert ours == [a.to_dict() for a in advise(f"sqlite:///{tmp_path / 'a.db'}")]
+    pg, lite = both_stores(pg_url, tmp_path, scenario(3, 12))
+    ours = [a.to_dict() for a in advise(pg)]
+    assert ours == [a.to_dict() for a in advise(lite)]
     assert {a["kind"] for a in ours} >= {"alias", "parameter", "timeout", "never_called"}

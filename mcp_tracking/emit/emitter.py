@@ -20,7 +20,7 @@ from typing import Any
 
 from mcp_tracking._logging import warn_limited
 from mcp_tracking.emit.processors import FastPath, Processor, default_processors, ensure_json
-from mcp_tracking.emit.spool import Spool, default_spool_dir
+from mcp_tracking.emit.spool import Spool, default_spool_dir, fallback_spool_dir
 from mcp_tracking.events import EventRecord
 from mcp_tracking.sinks.base import HealthStore, Sink
 
@@ -119,13 +119,19 @@ class Emitter:
         if spool_dir is False:
             self.spool: Spool | None = None
         else:
-            directory = default_spool_dir(repr(sink)) if spool_dir in (None, True) else spool_dir
-            try:
-                self.spool = Spool(directory)  # type: ignore[arg-type]
-            except OSError as exc:  # not private, not ours, not writable: no spool rather than an unsafe one
+            self.spool = None
+            places = ([default_spool_dir(repr(sink)), fallback_spool_dir(repr(sink))] if spool_dir in (None, True)
+                      else [spool_dir])
+            problems = []
+            for place in places:
+                try:
+                    self.spool = Spool(place)  # type: ignore[arg-type]
+                    break
+                except OSError as exc:  # not private, not ours, not writable: no spool rather than an unsafe one
+                    problems.append(str(exc))
+            if self.spool is None:
                 warn_limited("spool-unusable", "mcp_tracking: no spool (%s); a store that stays down loses events",
-                             exc)
-                self.spool = None
+                             "; ".join(problems))
         self.spool_after = spool_after
         self._next_replay = 0.0
         self._replay_delay = retry_backoff

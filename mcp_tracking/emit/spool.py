@@ -10,7 +10,8 @@ twice. A torn last line (a crash mid-append) is skipped.
 **Private by default.** The spool holds events as they will be stored, so it is the user's alone:
 
 - the default location is the user's state directory (``$XDG_STATE_HOME/mcp-tracking/spool``, else
-  ``~/.local/state/mcp-tracking/spool``), or ``$MCP_TRACKING_SPOOL_DIR``; a per-store subdirectory;
+  ``~/.local/state/mcp-tracking/spool``), or ``$MCP_TRACKING_SPOOL_DIR``; a per-store subdirectory. When the
+  state directory cannot be created, ``<tmp>/mcp-tracking-<uid>/spool`` (checked the same way);
 - directories are created 0700 and files 0600; a directory owned by another user, or open to others, is
   refused (the emitter then runs without a spool, and says so in the log);
 - every line carries a keyed mark (BLAKE2b, 16 bytes, with a 0600 key file beside the segments), and only
@@ -54,6 +55,16 @@ def spool_root() -> Path:
 def default_spool_dir(sink_key: str) -> Path:
     """The spool for one store: ``<spool_root()>/<store key>``."""
     return spool_root() / hashlib.sha256(sink_key.encode()).hexdigest()[:16]
+
+
+def fallback_spool_dir(sink_key: str) -> Path:
+    """Where the spool goes when the user's state directory cannot be created (a service user without a
+    writable home): ``<tmp>/mcp-tracking-<uid>/spool/<store key>``, private like the default (a directory of
+    that name created by someone else is refused, never used)."""
+    import tempfile
+
+    return (Path(tempfile.gettempdir()) / f"mcp-tracking-{os.getuid()}" / "spool"
+            / hashlib.sha256(sink_key.encode()).hexdigest()[:16])
 
 
 def private_dir(path: Path) -> Path:
