@@ -33,6 +33,8 @@ def test_dashboard_is_self_contained(page):
                   "chart-hotspots"):
         assert f'id="{chart}"' in html
     assert "t1 → t2" in html and "limit" in html
+    worst = html[html.index('id="worst"'):]  # the worst sessions, call by call
+    assert worst.count('class="card timeline"') == 3 and "switched from &#x27;t1&#x27; after it failed" in worst
     unknown = html[html.index('id="unknown"'):]
     assert "Unknown tool names" in unknown and "<td>t3</td>" in unknown and "t1 (1)" in unknown
 

@@ -1,7 +1,8 @@
 """The HTML dashboard: one self-contained file (inline CSS and SVG, no CDN, no network).
 
 Charts: the headline metrics over time, tool popularity, latency per tool (p50/p95/max), tool confusion
-pairs and schema hot-spots; each chart has the table behind it.
+pairs, unknown tool names and schema hot-spots, each with the table behind it; then the worst sessions call by
+call (:mod:`mcp_tracking.report.timeline`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ details summary{cursor:pointer;color:var(--accent);font-size:12px;margin-top:8px
 gap:10px;font-size:12px;color:var(--mute);margin-top:6px}.legend i{display:inline-block;width:10px;height:10px;
 border-radius:2px;margin-right:4px;vertical-align:middle}.empty{color:var(--mute);padding:20px 0;text-align:center}
 footer{padding:16px 32px;color:var(--mute);font-size:12px}
+.timeline code{font-size:11px;word-break:break-all}.timeline tr.failed td{background:#fef2f2}
+.timeline tr.refused td{background:#fffbeb}.timeline tr.unknown-name td{background:#f5f3ff}
+#worst details{margin-top:8px}
 """
 
 SCRIPT = """
@@ -220,7 +224,7 @@ def _timespec(buckets: Sequence[datetime]) -> str:
 
 def render_dashboard(result: MetricsResult, *, buckets: Sequence[datetime] = (),
                      series: dict[str, list[float | None]] | None = None, title: str = "mcp-tracking",
-                     source_label: str = "") -> str:
+                     source_label: str = "", timelines: Sequence[str] = ()) -> str:
     d = result.to_dict()
     t = d["totals"]
     scope = ", ".join(f"{k}={v}" for k, v in d["scope"].items() if v is not None) or "all events"
@@ -290,6 +294,12 @@ def render_dashboard(result: MetricsResult, *, buckets: Sequence[datetime] = (),
                           ["Session", "Tool", "Identical calls"],
                           [[r["session_id"], r["tool_name"], r["calls"]] for r in loops], numeric=(2,))
                       .replace("<details>", "<details open>") + "</section>")
+    worst = ""
+    if timelines:
+        worst = ('<section class="card" id="worst"><h2>The worst sessions, call by call</h2><p class="sub">lowest '
+                 'semantic clarity first: what the agent called, with what, what it got back, what it did next</p>'
+                 + "".join(f"<details><summary>{i}. session</summary>{t}</details>" for i, t in enumerate(timelines, 1))
+                 + "</section>")
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
@@ -297,21 +307,28 @@ def render_dashboard(result: MetricsResult, *, buckets: Sequence[datetime] = (),
 <body><header><h1>{esc(title)} · agent-quality dashboard</h1>
 <p>{esc(scope)} · {t['events']:,} events · {t['sessions']:,} sessions · {t['tool_calls']:,} tool calls
 {(' · ' + esc(source_label)) if source_label else ''}</p></header>
-<main><div class="kpis">{''.join(kpis)}</div><div class="grid">{sections}</div>{loops_html}</main>
+<main><div class="kpis">{''.join(kpis)}</div><div class="grid">{sections}</div>{loops_html}{worst}</main>
 <footer>Generated {generated} by mcp-tracking {esc(__version__)}. Definitions: docs/metrics.md.</footer>
 <script>{SCRIPT}</script></body></html>
 """
 
 
 def write_dashboard(source: Sink | str | os.PathLike[str], out: str | os.PathLike[str], *,
-                    progress: Callable[[int, int], None] | None = None, **filters: Any) -> MetricsResult:
-    """Compute the metrics (and their trend) for ``source`` and write the dashboard to ``out``."""
+                    progress: Callable[[int, int], None] | None = None, worst: int = 5,
+                    **filters: Any) -> MetricsResult:
+    """Compute the metrics (and their trend) for ``source`` and write the dashboard to ``out``, with the
+    timelines of the ``worst`` sessions (lowest semantic clarity first)."""
     sink = source if isinstance(source, Sink) else sink_from_url(source, read_only=True)
     result = compute_metrics(sink, **filters)
     norm = {k: filters.get(k) for k in ("session_id", "user_id", "mcp_name", "since", "until")}
     buckets, series = trend(sink, norm, progress=progress)
+    from mcp_tracking.report.timeline import render_timeline, session_timeline, worst_sessions
+
+    timelines = [render_timeline(session_timeline(sink, sid))
+                 for sid in worst_sessions(sink, mcp_name=filters.get("mcp_name"), n=worst)] if worst else []
     page = render_dashboard(result, buckets=buckets, series=series, title=filters.get("mcp_name") or "mcp-tracking",
-                            source_label=str(source) if not isinstance(source, Sink) else repr(source))
+                            source_label=str(source) if not isinstance(source, Sink) else repr(source),
+                            timelines=timelines)
     with open(out, "w", encoding="utf-8") as fh:
         fh.write(page)
     return result
