@@ -194,6 +194,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from mcp_tracking.report.serve import serve
+
+    _open(args.db)  # a clear error for a missing store, before the server starts
+    sys.stderr.write(f"mcp-tracking: serving {args.db} read-only on http://{args.host}:{args.port}/\n")
+    serve(args.db, host=args.host, port=args.port, mcp_name=args.mcp)
+    return 0
+
+
 def cmd_advise(args: argparse.Namespace) -> int:
     from mcp_tracking.metrics import MetricsError
     from mcp_tracking.metrics.advice import advise
@@ -329,6 +338,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--until", type=_parse_time, help="before this time (ISO 8601)")
     a.add_argument("--format", choices=["table", "json"], default="table")
     a.set_defaults(func=cmd_advise)
+
+    v = sub.add_parser("serve", help="a local web UI: overview, sessions call by call, tools, advice, compare")
+    v.add_argument("--db", default=default_url(), help="store URL or path (default: %(default)s)")
+    v.add_argument("--mcp", help="only this mcp_name")
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
+    v.add_argument("--port", type=int, default=8765)
+    v.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("status", help="what the store holds")
     scoped(s)

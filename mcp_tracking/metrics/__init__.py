@@ -14,7 +14,16 @@ import os
 from datetime import datetime, timezone
 from typing import Any
 
-from mcp_tracking.metrics.model import METRIC_KEYS, Aggregates, MetricsResult, Totals, derive, scope_of
+from mcp_tracking.metrics.model import (
+    METRIC_KEYS,
+    Aggregates,
+    MetricsResult,
+    SessionStart,
+    Totals,
+    derive,
+    scope_of,
+    session_start_of,
+)
 from mcp_tracking.sinks import sink_from_url
 from mcp_tracking.sinks.base import QueryableSink, Sink, SQLStore
 
@@ -84,10 +93,10 @@ def aggregates(sink: Sink, filters: dict[str, Any], *, breakdown: str | None = N
     raise MetricsError(f"{sink!r} cannot be read back; measure the store it writes to instead")
 
 
-def session_index(sink: Sink, *, mcp_name: str | None = None) -> tuple[dict[str, tuple[datetime, str | None]],
-                                                                        dict[str, Totals]]:
-    """``(starts, totals)``: each session's ``session_start`` (time, release) for ``mcp_name``, and the
-    counts over all the events of those sessions (what ``mcp-tracking compare`` splits into windows)."""
+def session_index(sink: Sink, *, mcp_name: str | None = None) -> tuple[dict[str, SessionStart], dict[str, Totals]]:
+    """``(starts, totals)``: each session's ``session_start`` (time, release, user, client) for ``mcp_name``,
+    and the counts over all the events of those sessions (what ``mcp-tracking compare`` splits into windows and
+    the session views list)."""
     filters: dict[str, Any] = {"session_id": None, "user_id": None, "mcp_name": mcp_name, "since": None,
                                "until": None}
     if isinstance(sink, SQLStore):
@@ -98,12 +107,13 @@ def session_index(sink: Sink, *, mcp_name: str | None = None) -> tuple[dict[str,
     if isinstance(sink, QueryableSink):
         from mcp_tracking.events import parse_timestamp
 
-        found: dict[str, tuple[datetime, str | None]] = {}
+        found: dict[str, SessionStart] = {}
         for e in sink.iter_events(mcp_name=mcp_name):
             sid = e.get("session_id")
             if e["event_name"] == "session_start" and sid is not None and str(sid) not in found:
-                release = (e.get("metadata") or {}).get("release")
-                found[str(sid)] = (parse_timestamp(e["created_at"]), None if release is None else str(release))
+                md = e.get("metadata") or {}
+                found[str(sid)] = session_start_of(parse_timestamp(e["created_at"]), md.get("release"),
+                                                   e.get("user_id"), md.get("client_name"), md.get("client_version"))
         groups = aggregates(sink, filters, breakdown="session").groups
         return found, {sid: t for sid, t in groups.items() if sid in found}
     raise MetricsError(f"{sink!r} cannot be read back; measure the store it writes to instead")

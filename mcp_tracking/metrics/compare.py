@@ -36,7 +36,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from mcp_tracking.metrics import open_source, session_index
-from mcp_tracking.metrics.model import Totals
+from mcp_tracking.metrics.model import SessionStart, Totals
 from mcp_tracking.sinks.base import Sink
 
 MIN_SESSIONS = 10
@@ -233,9 +233,9 @@ def _aware(window: Window) -> Window:
     return Window(_utc(window.since), _utc(window.until), window.release)
 
 
-def in_window(start: tuple[datetime, str | None], window: Window) -> bool:
+def in_window(start: SessionStart, window: Window) -> bool:
     """Whether a session (its ``session_start`` time and release) belongs to ``window``."""
-    at, release = start
+    at, release = start.at, start.release
     return ((window.since is None or at >= window.since) and (window.until is None or at < window.until)
             and (window.release is None or release == window.release))
 

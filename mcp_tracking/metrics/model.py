@@ -8,10 +8,10 @@ whose denominator is zero is ``None`` (null in JSON), never 0.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 METRIC_KEYS = (
     "task_completion_rate",
@@ -339,6 +339,34 @@ def count_events(rows: Any) -> tuple[Totals, dict[str, ToolCounts]]:
             tc = tools.get(tool) or tools.setdefault(tool, ToolCounts(tool))
             setattr(tc, field, getattr(tc, field) + n)
     return totals, tools
+
+
+class SessionStart(NamedTuple):
+    """A session's ``session_start``: when, the release it carries, who, and which client."""
+
+    at: datetime
+    release: str | None
+    user_id: str | None
+    client: str | None  # "name version"
+
+
+def session_start_of(at: datetime, release: Any, user_id: Any, client_name: Any, client_version: Any) -> SessionStart:
+    client = " ".join(str(x) for x in (client_name, client_version) if x is not None) or None
+    return SessionStart(at, None if release is None else str(release), None if user_id is None else str(user_id),
+                        client)
+
+
+def add_totals(totals: Sequence[Totals]) -> Totals:
+    """The sum of several scopes' counts (maxima as maxima)."""
+    out = Totals()
+    for t in totals:
+        for f in fields(Totals):
+            a, b = getattr(out, f.name), getattr(t, f.name)
+            if f.name == "max_steps_successful":
+                setattr(out, f.name, b if a is None else a if b is None else max(a, b))
+            else:
+                setattr(out, f.name, a + b)
+    return out
 
 
 def session_totals_of(row: Any) -> Totals:

@@ -9,7 +9,6 @@ parameters."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from mcp_tracking.metrics.model import (
@@ -17,11 +16,13 @@ from mcp_tracking.metrics.model import (
     ERROR_EVENTS,
     RETRY_LOOP_MIN_CALLS,
     Aggregates,
+    SessionStart,
     ToolCounts,
     Totals,
     count_columns,
     count_events,
     run_halves,
+    session_start_of,
     session_totals_of,
     set_session_facts,
     sql_in,
@@ -201,19 +202,21 @@ def aggregates(conn: Any, filters: dict[str, Any], *, breakdown: str | None = No
 
 
 STARTS = """
-    SELECT DISTINCT ON (session_id) session_id, created_at, metadata->>'release' FROM raw_analytics
+    SELECT DISTINCT ON (session_id) session_id, created_at, metadata->>'release', user_id,
+        metadata->>'client_name', metadata->>'client_version'
+    FROM raw_analytics
     WHERE event_name = 'session_start' AND session_id IS NOT NULL {and_where}
     ORDER BY session_id, created_at
 """
 
 
-def session_starts(conn: Any, filters: dict[str, Any]) -> dict[str, tuple[datetime, str | None]]:
-    """Each session's ``session_start``: when, and the ``release`` it carries."""
+def session_starts(conn: Any, filters: dict[str, Any]) -> dict[str, SessionStart]:
+    """Each session's ``session_start``: when, its release, user and client."""
     and_where, params = where_clause(**filters, placeholder="%s", prefix="AND")
     try:
         with conn.cursor() as cur:
             cur.execute(STARTS.format(and_where=and_where), params)
-            return {str(sid): (at, rel) for sid, at, rel in cur.fetchall()}
+            return {str(sid): session_start_of(at, rel, user, cn, cv) for sid, at, rel, user, cn, cv in cur.fetchall()}
     finally:
         conn.rollback()
 

@@ -11,7 +11,6 @@ per-session pass (``PER_SESSION``/``TOTALS``) serves only the optional per-sessi
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime
 from typing import Any
 
 from mcp_tracking._json import loads
@@ -20,12 +19,14 @@ from mcp_tracking.metrics.model import (
     ERROR_EVENTS,
     RETRY_LOOP_MIN_CALLS,
     Aggregates,
+    SessionStart,
     ToolCounts,
     Totals,
     count_columns,
     count_events,
     rank_offset,
     run_halves,
+    session_start_of,
     session_totals_of,
     set_session_facts,
     sql_in,
@@ -203,17 +204,19 @@ def aggregates(conn: sqlite3.Connection, filters: dict[str, Any], *, breakdown: 
 
 
 STARTS = """
-    SELECT session_id, MIN(created_at), json_extract(metadata, '$.release') FROM raw_analytics
+    SELECT session_id, MIN(created_at), json_extract(metadata, '$.release'), user_id,
+        json_extract(metadata, '$.client_name'), json_extract(metadata, '$.client_version')
+    FROM raw_analytics
     WHERE event_name = 'session_start' AND +session_id IS NOT NULL {aw}
     GROUP BY session_id
 """
 
 
-def session_starts(conn: sqlite3.Connection, filters: dict[str, Any]) -> dict[str, tuple[datetime, str | None]]:
-    """Each session's ``session_start``: when, and the ``release`` it carries."""
+def session_starts(conn: sqlite3.Connection, filters: dict[str, Any]) -> dict[str, SessionStart]:
+    """Each session's ``session_start``: when, its release, user and client."""
     aw, _ = where_clause(**filters, placeholder=":", prefix="AND")
-    return {str(sid): (parse_timestamp(at), None if rel is None else str(rel))
-            for sid, at, rel in conn.execute(STARTS.format(aw=aw), named_params(**filters))}
+    return {str(sid): session_start_of(parse_timestamp(at), rel, user, cn, cv)
+            for sid, at, rel, user, cn, cv in conn.execute(STARTS.format(aw=aw), named_params(**filters))}
 
 
 def session_totals(conn: sqlite3.Connection, sessions: set[str] | None = None) -> dict[str, Totals]:

@@ -1,0 +1,137 @@
+"""``mcp-tracking serve`` in a real browser: headless Chromium driven by selenium against the real app served by
+uvicorn on 127.0.0.1, over a store written by a real server."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+
+import anyio
+import pytest
+from conftest import IN_CI
+from helpers import free_port
+from scenario import mcpserver, run_on_server
+
+from mcp_tracking import AnalyticsClient, compute_metrics
+from mcp_tracking.report.serve import bucket_size
+from mcp_tracking.report.text import fmt
+from mcp_tracking.report.timeline import session_timeline
+
+EVIL_USER = '"><img src=x onerror=alert(1)>'
+EVIL_TOOL = "<img src=y onerror=alert(2)>"
+
+
+@pytest.fixture(scope="module", name="site")
+def _site(tmp_path_factory):
+    """The contract scenario twice (two users), plus a session by a hostile user asking for a hostile name;
+    the UI served on a free port."""
+    uvicorn = pytest.importorskip("uvicorn")
+    from mcp_tracking.report.serve import build_app
+
+    path = tmp_path_factory.mktemp("serve") / "s.db"
+    url = f"sqlite:///{path}"
+    for user in ("alice", "bob"):
+        client = AnalyticsClient(url, handle_sigterm=False)
+        with client.session(user_id=user):
+            anyio.run(run_on_server, mcpserver(client))
+        assert client.close(timeout=30)
+    client = AnalyticsClient(url, handle_sigterm=False)
+    client.track(EVIL_USER, "session_start", {"client_name": "evil"}, session_id="evil-session")
+    client.track_tool_call_started(user_id=EVIL_USER, tool_name=EVIL_TOOL, tool_params={"x": EVIL_TOOL},
+                                   session_id="evil-session", mcp_tools_manifest=["search"])
+    assert client.close(timeout=30)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(build_app(url), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    yield url, f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module", name="browser")
+def _browser():
+    webdriver = pytest.importorskip("selenium.webdriver")
+    chromium, driver = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
+    if not chromium or not driver:
+        if IN_CI:
+            pytest.fail("chromium and chromium-driver are required in CI")
+        pytest.skip("chromium or chromedriver not installed")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(driver), options=options)
+    browser.set_page_load_timeout(60)
+    yield browser
+    browser.quit()
+
+
+def test_overview_shows_the_stores_metrics(site, browser):
+    from selenium.webdriver.common.by import By
+
+    url, base = site
+    browser.get(base + "/")
+    expected = compute_metrics(url).value("task_completion_rate")
+    shown = browser.find_element(By.CSS_SELECTOR, '[data-metric="task_completion_rate"] .v').text
+    assert shown == fmt(expected, percent=True)
+    assert browser.find_element(By.ID, "chart-trend") and browser.find_element(By.ID, "by-client")
+    assert "evil" in browser.find_element(By.ID, "by-client").text
+
+
+def test_filter_sessions_and_open_a_timeline(site, browser):
+    """Filter the sessions by user, open the one that is left: its steps are the store's, in order."""
+    from selenium.webdriver.common.by import By
+
+    url, base = site
+    browser.get(base + "/sessions")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "tr.session-row")) == 3
+    box = browser.find_element(By.NAME, "q")
+    box.send_keys("bob")
+    box.submit()
+    rows = browser.find_elements(By.CSS_SELECTOR, "tr.session-row")
+    assert len(rows) == 1 and "bob" in rows[0].text
+    rows[0].find_element(By.TAG_NAME, "a").click()
+    sid = browser.find_element(By.CSS_SELECTOR, "section.timeline").get_attribute("data-session")
+    steps = browser.find_elements(By.CSS_SELECTOR, "tr.step")
+    expected = session_timeline(url, sid).steps
+    assert [s.find_elements(By.TAG_NAME, "td")[1].text for s in steps] == [s.tool for s in expected]
+    assert len(steps) == 11 and "Did you mean" in steps[0].text
+
+
+def test_hostile_names_are_shown_not_run(site, browser):
+    """A user id and a tool name made of HTML: shown as text on every page, never as markup."""
+    from selenium.webdriver.common.by import By
+
+    _, base = site
+    for path in ("/", "/sessions", "/sessions/evil-session", "/advise"):
+        browser.get(base + path)
+        assert browser.find_elements(By.TAG_NAME, "img") == []
+        assert browser.execute_script("return document.body.getAttribute('data-rendered')") == "1"
+    browser.get(base + "/sessions/evil-session")
+    assert EVIL_TOOL in browser.find_element(By.CSS_SELECTOR, "section.timeline").text
+
+
+def test_compare_page(site, browser):
+    from selenium.webdriver.common.by import By
+
+    _, base = site
+    browser.get(base + "/compare?split=2000-01-01")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#compare tr")
+    assert len(rows) == 9 and "too little data" in browser.find_element(By.ID, "compare").text
+
+
+def test_trend_buckets_follow_the_span():
+    from datetime import timedelta
+
+    assert bucket_size(timedelta(minutes=30))[0] == "minute"
+    assert bucket_size(timedelta(hours=20))[0] == "hour"
+    assert bucket_size(timedelta(days=20))[0] == "day"
+    assert bucket_size(timedelta(days=400))[0] == "week"
