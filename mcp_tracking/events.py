@@ -111,7 +111,8 @@ class SessionOutcomeMetadata(_Metadata):
 
 
 class ToolCallStartedMetadata(_Metadata):
-    """``tool_call_started``: an agent asked for a tool (known or not)."""
+    """``tool_call_started``: an agent called a tool the server knows (a name it does not know is a
+    ``hallucinated_tool_call`` only)."""
 
     tool_name: str | None = None
     tool_params: Any = None
@@ -121,6 +122,10 @@ class ToolCallStartedMetadata(_Metadata):
     previous_tool_name: str | None = None
     params_hash: str | None = None
     mcp_tool_available: bool | None = Field(None, description="Whether the tool exists in the live manifest")
+    after_hallucinated_tool: str | None = Field(None, description=(
+        "added: the unknown name the agent asked for just before this call, in the same session (what it meant)"))
+    called_as: str | None = Field(None, description=(
+        "added: the name the agent used when an opt-in alias (TrackingOptions.aliases) routed it to this tool"))
 
 
 class ToolCallCompletedMetadata(_Metadata):

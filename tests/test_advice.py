@@ -89,7 +89,7 @@ def test_every_rule_with_its_evidence(store, tmp_path):
                              "retry_loop", "timeout", "unknown_name"]
     (alias,) = kinds["alias"]
     assert (alias.subject, alias.score, alias.evidence["called_next"]) == ("getLeaderboard", 3, {"get_leaderboard": 3})
-    assert "'getLeaderboard' as an alias of 'get_leaderboard'" in alias.detail
+    assert "aliases={'getLeaderboard': 'get_leaderboard'}" in alias.detail
     assert kinds["unknown_name"][0].subject == "searchAll"
     assert (kinds["parameter"][0].subject, kinds["parameter"][0].score) == ("search.limit", 3)
     assert kinds["confusion"][0].subject == "lookup / search"

@@ -134,3 +134,18 @@ async def test_v1_streamable_http(tmp_path):
     start = next(e for e in events if e["event_name"] == "session_start")
     assert start["session_id"] == session_id and start["metadata"]["session_source"] == "transport"
     assert [e["metadata"]["call_sequence"] for e in events if e["event_name"] == "tool_call_started"] == [1]
+
+
+async def test_aliases_route_on_v1():
+    """An opt-in alias on mcp 1.x: dispatched to the tool it names, recorded with ``called_as``."""
+    sink = MemorySink()
+    client = AnalyticsClient(sink, flush_interval=0.02)
+    server = build_server("drea")
+    instrument(server, client, aliases={"getLeaderboard": "get_leaderboard"})
+    async with create_connected_server_and_client_session(server) as s:
+        routed = await s.call_tool("getLeaderboard", {"benchmark": "mmlu"})
+        unknown = await s.call_tool("getLeaderbord", {})
+    client.close()
+    assert not routed.isError and unknown.isError
+    started = [e["metadata"] for e in sink.events if e["event_name"] == "tool_call_started"]
+    assert [(m["tool_name"], m.get("called_as")) for m in started] == [("get_leaderboard", "getLeaderboard")]

@@ -171,7 +171,14 @@ class FastMCPTrackingMiddleware(Middleware):  # type: ignore[misc]
             _install_wire_answers(server)
             with _quiet():
                 tool = await server.get_tool(name) if server is not None else None
+                target = self.recorder.options.aliases.get(name) if tool is None else None
+                aliased = await server.get_tool(target) if target is not None and server is not None else None
+            called_as = None
+            if aliased is not None and target is not None:  # an opt-in alias: fastmcp dispatches the tool it names
+                context = context.copy(message=message.model_copy(update={"name": target}))
+                called_as, name, tool = name, target, aliased
             info = self._info(fc, server, name, args)
+            info.called_as = called_as
         except Exception:
             warn_limited("fastmcp-begin", "mcp_tracking: could not track a tool call; it proceeds untracked",
                       exc_info=True)

@@ -112,7 +112,14 @@ class V1Hook:
         try:
             manager = getattr(self.server, "_tool_manager", None)
             tool = manager.get_tool(name) if manager is not None else None
+            called_as = None
+            target = self.recorder.options.aliases.get(name) if tool is None else None
+            if target is not None and manager is not None and manager.get_tool(target) is not None:
+                # an opt-in alias: the SDK's handler reads the name from the request it is given
+                req = req.model_copy(update={"params": req.params.model_copy(update={"name": target})})
+                called_as, name, tool = name, target, manager.get_tool(target)
             info = self._info(req, name, args)
+            info.called_as = called_as
         except Exception:
             warn_limited("v1-begin", "mcp_tracking: could not track a tools/call; it proceeds untracked", exc_info=True)
             return await self.original(req)

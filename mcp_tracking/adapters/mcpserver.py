@@ -11,6 +11,7 @@ serialises its own, in both protocol eras.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -176,8 +177,15 @@ class TrackingMiddleware:
         try:
             manager = getattr(self.server, "_tool_manager", None)
             tool = manager.get_tool(name) if manager is not None else None
+            called_as = None
+            target = self.recorder.options.aliases.get(name) if tool is None else None
+            if target is not None and manager is not None and manager.get_tool(target) is not None:
+                # an opt-in alias: the SDK dispatches the tool it names (it reads the rewritten params)
+                ctx = dataclasses.replace(ctx, params={**params, "name": target})
+                called_as, name, tool = name, target, manager.get_tool(target)
             info = call_info(ctx, name, args or {}, recorder=self.recorder,
                              mcp_name=self.client.mcp_name or self.mcp_name)
+            info.called_as = called_as
         except Exception:
             warn_limited("mcpserver-begin", "mcp_tracking: could not track a tools/call; it proceeds untracked",
                       exc_info=True)

@@ -66,6 +66,10 @@ class TrackingOptions:
         polling_tools: tools legitimately called again with the same arguments (never retries).
         session_meta_keys / user_meta_keys: ``_meta`` keys read for an explicit session/user.
         timeout: seconds after which a tool call is cancelled and recorded as ``timeout`` (off by default).
+        aliases: opt-in names routed to a tool, ``{"getLeaderboard": "get_leaderboard"}``: a call to a name the
+            framework does not know is dispatched to the tool it names instead, and recorded as a call of that
+            tool with ``called_as`` (not a hallucination). A name the framework knows is never rerouted.
+            ``mcp-tracking advise`` says which aliases the agents need.
     """
 
     validation: ValidationMode = "observe"
@@ -77,6 +81,7 @@ class TrackingOptions:
     session_meta_keys: tuple[str, ...] = SESSION_META_KEYS
     user_meta_keys: tuple[str, ...] = USER_META_KEYS
     timeout: float | None = None
+    aliases: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.validation not in ("enforce", "observe", "off"):
@@ -86,6 +91,9 @@ class TrackingOptions:
         if self.timeout is not None and self.timeout <= 0:
             raise ValueError("timeout must be positive")
         self.polling_tools = frozenset(self.polling_tools)
+        if not all(isinstance(k, str) and isinstance(v, str) and k != v for k, v in dict(self.aliases).items()):
+            raise ValueError("aliases maps names to other tool names: {'asked_for': 'tool_name'}")
+        self.aliases = dict(self.aliases)
 
 
 class Identity(NamedTuple):
@@ -120,6 +128,8 @@ class CallInfo:
     on_new_connection: Callable[[str], None] | None = None
     #: the framework wraps the call in its own SERVER span (MCPServer, fastmcp): enrich it, never duplicate it
     framework_span: bool = False
+    #: the name the agent used, when an alias routed it to ``tool_name``
+    called_as: str | None = None
 
 
 class Recorder:
@@ -227,7 +237,8 @@ class Recorder:
         params = dict(args) if type(args) is dict or isinstance(args, Mapping) else args
         span, context = self._trace(info, who.session_source)
         handle = self.tracker.begin_call(who.session_id, who.user_id, info.mcp_name, tool, params,
-                                         session_facts=facts, created_us=created_us, context=context)
+                                         session_facts=facts, created_us=created_us, context=context,
+                                         called_as=info.called_as)
         tracing = self._otel
         if span is not None and tracing is not None and self._traced(
                 lambda: tracing.began(span, handle.tool_name, handle.state.session_id, handle.sequence,

@@ -277,7 +277,7 @@ class Tracker:
     def begin_call(self, session_id: str, user_id: str, mcp_name: str | None, tool: str, params: Any, *,
                    phash: str | None = None, session_facts: Mapping[str, Any] | None = None,
                    mcp_tool_available: bool = True, hold_repeats: bool = True, created_us: int | None = None,
-                   context: dict[str, Any] | None = None) -> CallHandle:
+                   context: dict[str, Any] | None = None, called_as: str | None = None) -> CallHandle:
         """A known tool's call starts: ``[wrong_tool_error]`` ``tool_call_started`` ``[tool_call_retry]``.
 
         ``session_facts``: the ``session_start`` metadata, written if this is the session's first sight
@@ -332,6 +332,8 @@ class Tracker:
             after = state.info.pop("after_unknown", None)
             if after is not None:
                 md["after_hallucinated_tool"] = after
+            if called_as is not None:
+                md["called_as"] = called_as
             self._call_event(handle, "tool_call_started", md, created, context)
             if retry_md is not None:
                 self._call_event(handle, "tool_call_retry", retry_md, created)

@@ -9,7 +9,8 @@ no advice, and says so. The rules and their thresholds:
 
 ==================  ===========================================================================================
 ``alias``           a name that is not a tool, asked for 3+ times, after which the agents called one tool in at
-                    least half of the cases (the outcome tool aside: that is giving up): alias or rename
+                    least half of the cases (the outcome tool aside: that is giving up): alias
+                    (``instrument(..., aliases={"asked": "meant"})``) or rename
 ``unknown_name``    the same without one tool the agents turned to: say in the descriptions what exists
 ``parameter``       a field of a tool refused 3+ times for the same reason (a type, a missing field, a value
                     out of range, a field the schema does not have): accept that shape, or describe the field
@@ -92,8 +93,8 @@ def _unknown_names(result: dict[str, Any]) -> list[Advice]:
             out.append(Advice(
                 "alias", name, f"Alias {name!r} to {meant!r}, or rename {meant!r}",
                 f"Agents asked for {name!r} {n} times; right after the error they called {meant!r} in {times} of "
-                f"them. Add {name!r} as an alias of {meant!r} (a tool of that name that calls it), or rename the "
-                f"tool to what agents expect.", evidence, score=n))
+                f"them. Route the name with instrument(..., aliases={{{name!r}: {meant!r}}}), or rename the tool "
+                f"to what agents expect.", evidence, score=n))
         else:
             out.append(Advice(
                 "unknown_name", name, f"Agents keep asking for {name!r}, which is not a tool",
