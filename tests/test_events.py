@@ -89,3 +89,23 @@ def test_json_schemas_are_generated_for_every_event(capsys):
     printed = json.loads(capsys.readouterr().out)
     assert "first_tool_name" in printed["properties"]["metadata"]["properties"]
     assert main(["schema", "--event", "nope"]) == 2
+
+
+def test_docs_list_every_field_of_every_event():
+    """docs/events.md documents each event's metadata fields: a field added to a model without its row fails."""
+    import re
+
+    from helpers import ROOT
+
+    from mcp_tracking.events import METADATA_MODELS
+
+    text = (ROOT / "docs" / "events.md").read_text(encoding="utf-8")
+    sections = {m.group(1): m.start() for m in re.finditer(r"^### (.+)$", text, flags=re.MULTILINE)}
+    for name, model in METADATA_MODELS.items():
+        heading = next((h for h in sections if f"`{name.value}`" in h), None)
+        assert heading is not None, f"no section for {name.value}"
+        start = sections[heading]
+        end = min((p for p in sections.values() if p > start), default=len(text))
+        body = text[start:end]
+        missing = [f for f in model.model_fields if f"`{f}`" not in body]
+        assert not missing, f"{name.value}: {missing} not in docs/events.md"
