@@ -3,7 +3,8 @@ machine's load (the wall-clock benchmarks here spread ±10-15% between runs).
 
     python benchmarks/bench_instructions.py [--framework mcpserver|fastmcp] [--lo 100 --hi 300]
 
-Each variant (untracked, tracked into SQLite) runs twice under ``valgrind --tool=callgrind --separate-threads=yes``:
+Each variant (untracked, the minimal reference middleware of ``_floor.py`` on MCPServer, tracked into SQLite)
+runs twice under ``valgrind --tool=callgrind --separate-threads=yes``:
 ``--lo`` and ``--hi`` calls through a real in-process client, after the same warm-up. The difference of the two
 runs divided by ``hi - lo`` is the cost of one call, without the start-up and the imports. Printed per thread:
 the server's own thread (the request path, and the client's side of the call, which is the same in both
@@ -38,6 +39,10 @@ async def child(kind: str, variant: str, calls: int, db: str) -> None:
     connect, make, call = framework(kind)
     server = make(variant)
     client = None
+    if variant == "minimal":  # the floor under any tracker (_floor.py): lookup, validation, timing, one tuple
+        from _floor import MinimalMiddleware
+
+        server.middleware.append(MinimalMiddleware(server))
     if variant == "tracked":
         from mcp_tracking import AnalyticsClient, instrument
 
@@ -95,7 +100,8 @@ def main() -> None:
     print(f"mcp_tracking from {Path(mcp_tracking.__file__).parent}; {args.framework}; "
           f"calls {args.hi} minus {args.lo}", flush=True)
     per_call: dict[str, tuple[float, float]] = {}
-    for variant in ("untracked", "tracked"):
+    variants = ("untracked", "minimal", "tracked") if args.framework == "mcpserver" else ("untracked", "tracked")
+    for variant in variants:
         lo, hi = count(args.framework, variant, args.lo), count(args.framework, variant, args.hi)
         n = args.hi - args.lo
         per_call[variant] = ((hi[0] - lo[0]) / n, (hi[1] - lo[1]) / n)

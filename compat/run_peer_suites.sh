@@ -19,7 +19,6 @@ MCP_V=$("$PY" -c 'import importlib.metadata as m; print(m.version("mcp"))')
 FM_V=$("$PY" -c 'import importlib.metadata as m; print(m.version("fastmcp"))' 2>/dev/null || echo "")
 echo "== mcp $MCP_V, fastmcp ${FM_V:-not installed}; modes: $MODES"
 cd "$WORK"
-[ -d venv ] || "$PY" -m venv venv
 TEST_DEPS=(pytest anyio trio inline-snapshot dirty-equals pytest-xdist pytest-examples pillow opentelemetry-sdk
   pytest-asyncio pytest-env pytest-timeout pytest-retry psutil fastapi httpx hypothesis blockbuster pytest-flakefinder
   pytest-pretty logfire typer python-dotenv rich)
@@ -77,7 +76,8 @@ if { [ "$WHICH" = fastmcp ] || [ "$WHICH" = all ]; } && [ -n "$FM_V" ]; then
 fi
 if [ "$WHICH" = mcp1 ] || [ "$WHICH" = all ]; then
   [ -d venv1 ] || "$PY" -m venv venv1
-  venv1/bin/pip install -q "mcp${MCP1_VERSION:+==$MCP1_VERSION}${MCP1_VERSION:-<2}" -e "$ROOT" "${TEST_DEPS[@]}" \
+  if [ -n "${MCP1_VERSION:-}" ]; then MCP1_SPEC="mcp==$MCP1_VERSION"; else MCP1_SPEC="mcp<2"; fi
+  venv1/bin/pip install -q "$MCP1_SPEC" -e "$ROOT" "${TEST_DEPS[@]}" \
     pydantic-settings
   MCP1_V=$(venv1/bin/python -c 'import importlib.metadata as m; print(m.version("mcp"))')
   echo "== mcp 1.x: $MCP1_V"
