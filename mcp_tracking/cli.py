@@ -199,7 +199,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     _open(args.db)  # a clear error for a missing store, before the server starts
     sys.stderr.write(f"mcp-tracking: serving {args.db} read-only on http://{args.host}:{args.port}/\n")
-    serve(args.db, host=args.host, port=args.port, mcp_name=args.mcp)
+    serve(args.db, host=args.host, port=args.port, mcp_name=args.mcp, refresh=args.refresh)
     return 0
 
 
@@ -344,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--mcp", help="only this mcp_name")
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
     v.add_argument("--port", type=int, default=8765)
+    v.add_argument("--refresh", type=float, default=10.0,
+                   help="seconds the figures are kept while the store keeps changing (default: %(default)s)")
     v.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("status", help="what the store holds")

@@ -135,3 +135,20 @@ def test_trend_buckets_follow_the_span():
     assert bucket_size(timedelta(hours=20))[0] == "hour"
     assert bucket_size(timedelta(days=20))[0] == "day"
     assert bucket_size(timedelta(days=400))[0] == "week"
+
+
+def test_figures_are_kept_while_fresh_and_read_again_after(tmp_path):
+    """A store written while it is read: within ``refresh`` seconds the pages keep the figures they computed
+    (and say when they were read); after it, the new sessions show."""
+    from mcp_tracking.report.serve import Store
+
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    client = AnalyticsClient(url, handle_sigterm=False)
+    client.track("u", "session_start", {}, session_id="first")
+    assert client.flush(10)
+    slow, fast = Store(url, refresh=3600), Store(url, refresh=0)
+    assert len(slow.rows()) == len(fast.rows()) == 1 and slow.as_of is not None
+    client.track("u", "session_start", {}, session_id="second")
+    assert client.close(timeout=10)
+    assert len(slow.rows()) == 1  # kept: younger than its refresh interval
+    assert len(fast.rows()) == 2  # read again: the store changed

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
@@ -55,21 +56,30 @@ def _outcome(t: Totals) -> str:
 
 class Store:
     """What the pages read: the store, with what is costly to compute (the per-session index, the metrics, the
-    session rows) kept until the store's event count changes."""
+    session rows) kept until the store's event count changes, and at most ``refresh`` seconds while it keeps
+    changing (a store written while it is read would otherwise make every page a cold one)."""
 
-    def __init__(self, source: Sink | str | os.PathLike[str], mcp_name: str | None = None) -> None:
+    def __init__(self, source: Sink | str | os.PathLike[str], mcp_name: str | None = None, *,
+                 refresh: float = 10.0) -> None:
         self.sink = open_source(source)
         self.mcp_name = mcp_name
+        self.refresh = refresh
         self._lock = threading.RLock()  # a memoised page reads memoised parts
         self._version = -2
+        self._computed_at = 0.0
+        self.as_of: datetime | None = None  # when the kept figures were read
         self._memo: dict[str, Any] = {}
 
     def memo(self, key: str, compute: Callable[[], Any]) -> Any:
-        """``compute()``, kept until the store changes (SQL stores; always computed for the others)."""
-        version = self.sink.count() if isinstance(self.sink, SQLStore) else -1
+        """``compute()``, kept while the store is unchanged, or younger than ``refresh`` seconds (SQL stores;
+        always computed for the others)."""
         with self._lock:
-            if version != self._version or version < 0:
-                self._memo, self._version = {}, version
+            now = time.monotonic()
+            if now - self._computed_at >= self.refresh or not isinstance(self.sink, SQLStore):
+                version = self.sink.count() if isinstance(self.sink, SQLStore) else -1
+                if version != self._version or version < 0:
+                    self._memo, self._version = {}, version
+                    self._computed_at, self.as_of = now, datetime.now(timezone.utc)
             if key not in self._memo:
                 self._memo[key] = compute()
             return self._memo[key]
@@ -175,8 +185,9 @@ def _overview(store: Store) -> str:
                    "by-tool")
             + "</div>")
     t = d["totals"]
+    as_of = f" · as of {store.as_of.isoformat(timespec='seconds')}" if store.as_of else ""
     return page(store.mcp_name or "mcp-tracking", body,
-                subtitle=f"{t['events']:,} events · {t['sessions']:,} sessions · {t['tool_calls']:,} tool calls")
+                subtitle=f"{t['events']:,} events · {t['sessions']:,} sessions · {t['tool_calls']:,} tool calls{as_of}")
 
 
 def _trend(starts: dict[str, SessionStart], totals: dict[str, Totals]) -> tuple[str, str]:
@@ -334,14 +345,15 @@ def compare_page(store: Store, params: dict[str, str]) -> str:
 # --- the app -------------------------------------------------------------------------------------
 
 
-def build_app(source: Sink | str | os.PathLike[str], *, mcp_name: str | None = None) -> Any:
-    """The starlette app over ``source`` (opened read-only)."""
+def build_app(source: Sink | str | os.PathLike[str], *, mcp_name: str | None = None, refresh: float = 10.0) -> Any:
+    """The starlette app over ``source`` (opened read-only); figures are read again at most every ``refresh``
+    seconds while the store changes (a page says when they were read)."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import HTMLResponse
     from starlette.routing import Route
 
-    store = Store(source, mcp_name)
+    store = Store(source, mcp_name, refresh=refresh)
 
     def respond(html_text: str, status: int = 200) -> HTMLResponse:
         return HTMLResponse(html_text, status_code=status, headers={
@@ -371,11 +383,12 @@ def build_app(source: Sink | str | os.PathLike[str], *, mcp_name: str | None = N
                              Route("/tools/{name:path}", tool), Route("/advise", advice), Route("/compare", compare)])
 
 
-def serve(source: str, *, host: str = "127.0.0.1", port: int = 8765, mcp_name: str | None = None) -> None:
+def serve(source: str, *, host: str = "127.0.0.1", port: int = 8765, mcp_name: str | None = None,
+          refresh: float = 10.0) -> None:
     """Run the UI until interrupted (uvicorn, logs to stderr)."""
     import uvicorn
 
-    uvicorn.run(build_app(source, mcp_name=mcp_name), host=host, port=port, log_level="warning")
+    uvicorn.run(build_app(source, mcp_name=mcp_name, refresh=refresh), host=host, port=port, log_level="warning")
 
 
 __all__: Sequence[str] = ["bucket_size", "build_app", "serve"]
