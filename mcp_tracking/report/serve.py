@@ -56,8 +56,11 @@ def _outcome(t: Totals) -> str:
 
 class Store:
     """What the pages read: the store, with what is costly to compute (the per-session index, the metrics, the
-    session rows) kept until the store's event count changes, and at most ``refresh`` seconds while it keeps
-    changing (a store written while it is read would otherwise make every page a cold one)."""
+    session rows, the overview) kept between requests.
+
+    The store's event count is checked at most every ``refresh`` seconds. When it changed, the pages go on
+    being served from the figures kept (each says "as of" when they were read) while a background thread
+    computes the new ones, which then replace them whole: only the very first request waits for a build."""
 
     def __init__(self, source: Sink | str | os.PathLike[str], mcp_name: str | None = None, *,
                  refresh: float = 10.0) -> None:
@@ -65,24 +68,66 @@ class Store:
         self.mcp_name = mcp_name
         self.refresh = refresh
         self._lock = threading.RLock()  # a memoised page reads memoised parts
+        self._local = threading.local()  # the rebuilding thread fills a new generation
         self._version = -2
-        self._computed_at = 0.0
+        self._checked_at = 0.0
+        self._rebuilding = False
         self.as_of: datetime | None = None  # when the kept figures were read
         self._memo: dict[str, Any] = {}
+        self._fns: dict[str, Callable[[], Any]] = {}
 
     def memo(self, key: str, compute: Callable[[], Any]) -> Any:
-        """``compute()``, kept while the store is unchanged, or younger than ``refresh`` seconds (SQL stores;
-        always computed for the others)."""
+        """``compute()``, kept between requests (see the class docs); always computed for stores that cannot
+        tell whether they changed (memory, JSON lines)."""
+        building = getattr(self._local, "building", None)
+        if building is not None:  # inside a rebuild: the parts of the new generation
+            if key not in building:
+                building[key] = compute()
+            return building[key]
         with self._lock:
-            now = time.monotonic()
-            if now - self._computed_at >= self.refresh or not isinstance(self.sink, SQLStore):
-                version = self.sink.count() if isinstance(self.sink, SQLStore) else -1
-                if version != self._version or version < 0:
-                    self._memo, self._version = {}, version
-                    self._computed_at, self.as_of = now, datetime.now(timezone.utc)
+            self._fns[key] = compute
+            self._check()
             if key not in self._memo:
                 self._memo[key] = compute()
             return self._memo[key]
+
+    def _check(self) -> None:
+        """Under the lock: start a rebuild when the store changed (or compute in place when nothing is kept)."""
+        if not isinstance(self.sink, SQLStore):
+            self._memo, self.as_of = {}, datetime.now(timezone.utc)
+            return
+        now = time.monotonic()
+        if self._memo and now - self._checked_at < self.refresh:
+            return
+        self._checked_at = now
+        version = self.sink.count()
+        if version == self._version:
+            return
+        if not self._memo:  # nothing to show meanwhile: this request builds
+            self._version, self.as_of = version, datetime.now(timezone.utc)
+        elif not self._rebuilding:
+            self._rebuilding = True
+            threading.Thread(target=self._rebuild, args=(version,), name="mcp-tracking-serve-refresh",
+                             daemon=True).start()
+
+    def _rebuild(self, version: int) -> None:
+        fresh: dict[str, Any] = {}
+        read_at = datetime.now(timezone.utc)
+        self._local.building = fresh
+        try:
+            for key, fn in list(self._fns.items()):
+                if key not in fresh:
+                    fresh[key] = fn()
+            with self._lock:
+                self._memo, self._version, self.as_of = fresh, version, read_at
+        except Exception:
+            from mcp_tracking._logging import warn_limited
+
+            warn_limited("serve-refresh", "mcp_tracking: could not refresh the figures; keeping the old ones",
+                         exc_info=True)
+        finally:
+            self._local.building = None
+            self._rebuilding = False
 
     def sessions(self) -> tuple[dict[str, SessionStart], dict[str, Totals]]:
         return self.memo("sessions", lambda: session_index(self.sink, mcp_name=self.mcp_name))  # type: ignore[no-any-return]
