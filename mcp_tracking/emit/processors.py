@@ -143,9 +143,11 @@ class RedactSecrets:
                 md[key] = self._redact(md[key])
                 changed = True
             changed = scrub_messages(md, values) or changed
-        elif self._has_secret(md):  # custom events and host-supplied metadata may carry secrets anywhere
-            event.metadata = self._redact(md)
-            changed = True
+        else:  # custom events and host-supplied metadata may carry secrets anywhere
+            if self._has_secret(md):
+                event.metadata = md = self._redact(md)
+                changed = True
+            changed = scrub_messages(md, []) or changed  # a host's error_message may quote a token too
         if changed:
             event.metadata_json = None
             ensure_json(event)
