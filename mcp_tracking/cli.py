@@ -7,10 +7,12 @@ store as parameters. Errors are one clear line on stderr and a non-zero exit.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -71,19 +73,27 @@ def _open(url: str) -> Any:
     return sink
 
 
-def _metrics(sink: Any, filters: dict[str, Any], breakdown: str | None = None) -> Any:
-    from mcp_tracking.metrics import MetricsError, compute_metrics
+@contextlib.contextmanager
+def _reading() -> Iterator[None]:
+    """A store that cannot be read (missing, not ours, unreachable, no table) as one clear CLI error."""
+    from mcp_tracking.metrics import MetricsError
     from mcp_tracking.sinks.base import StoreError
 
     try:
-        result = compute_metrics(sink, breakdown=breakdown, **filters)
+        yield
     except (StoreError, MetricsError) as exc:
         raise CliError(str(exc)) from exc
     except Exception as exc:
         if type(exc).__name__ in {"OperationalError", "UndefinedTable", "DatabaseError"}:
             raise CliError(f"cannot read the store: {exc}") from exc
         raise
-    return result
+
+
+def _metrics(sink: Any, filters: dict[str, Any], breakdown: str | None = None) -> Any:
+    from mcp_tracking.metrics import compute_metrics
+
+    with _reading():
+        return compute_metrics(sink, breakdown=breakdown, **filters)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -180,13 +190,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise CliError("the two windows are the same: give --split DATE, --before/--after FROM..TO, "
                        "or --before-release/--after-release")
     sink = _open(args.db)
-    from mcp_tracking.metrics import MetricsError
-    from mcp_tracking.sinks.base import StoreError
-
-    try:
+    with _reading():
         result = compare_windows(sink, sides[0], sides[1], mcp_name=args.mcp, min_sessions=args.min_sessions)
-    except (StoreError, MetricsError) as exc:
-        raise CliError(str(exc)) from exc
     if args.format == "json":
         print(json.dumps(result.to_dict(), indent=2))
     else:
@@ -195,25 +200,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from mcp_tracking._secrets import redact_url
     from mcp_tracking.report.serve import serve
 
     _open(args.db)  # a clear error for a missing store, before the server starts
-    sys.stderr.write(f"mcp-tracking: serving {args.db} read-only on http://{args.host}:{args.port}/\n")
+    sys.stderr.write(f"mcp-tracking: serving {redact_url(args.db)} read-only on http://{args.host}:{args.port}/\n")
     serve(args.db, host=args.host, port=args.port, mcp_name=args.mcp, refresh=args.refresh)
     return 0
 
 
 def cmd_advise(args: argparse.Namespace) -> int:
-    from mcp_tracking.metrics import MetricsError
     from mcp_tracking.metrics.advice import advise
     from mcp_tracking.report.text import render_advice
-    from mcp_tracking.sinks.base import StoreError
 
     sink = _open(args.db)
-    try:
+    with _reading():
         items = advise(sink, mcp_name=args.mcp, since=args.since, until=args.until)
-    except (StoreError, MetricsError) as exc:
-        raise CliError(str(exc)) from exc
     if args.format == "json":
         print(json.dumps([a.to_dict() for a in items], indent=2))
     else:

@@ -12,6 +12,8 @@ from mcp_tracking import AnalyticsClient, MemorySink, instrument
 
 pytestmark = pytest.mark.anyio
 ALIASES = {"getLeaderboard": "get_leaderboard", "ping": "get_leaderboard", "nowhere": "missing_tool"}
+#: an alias, a real tool whose name is also an alias key, a near miss, an alias to a tool that does not exist
+CALLS = (("getLeaderboard", {"benchmark": "gsm8k"}), ("ping", {}), ("getleaderbord", {}), ("nowhere", {}))
 
 
 def leaderboard(benchmark: str = "mmlu") -> str:
@@ -44,8 +46,7 @@ async def test_mcpserver_routes_aliases():
     instrument(server, client, aliases=ALIASES)
     answers = []
     async with Client(server) as c:
-        for name, args in (("getLeaderboard", {"benchmark": "gsm8k"}), ("ping", {}), ("getleaderbord", {}),
-                           ("nowhere", {})):
+        for name, args in CALLS:
             r = await c.call_tool(name, args)
             answers.append((r.is_error, r.content[0].text))
     client.close()
@@ -62,8 +63,7 @@ async def test_fastmcp_routes_aliases():
     instrument(server, client, aliases=ALIASES)
     answers = []
     async with fastmcp.Client(server) as c:
-        for name, args in (("getLeaderboard", {"benchmark": "gsm8k"}), ("ping", {}), ("getleaderbord", {}),
-                           ("nowhere", {})):
+        for name, args in CALLS:
             r = await c.call_tool_mcp(name, args)
             answers.append((r.is_error, r.content[0].text))
     client.close()

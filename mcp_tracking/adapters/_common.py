@@ -48,6 +48,14 @@ def recorder_for(client: AnalyticsClient, options: TrackingOptions) -> Recorder:
                     show_values=not client.keys_only)
 
 
+def alias_target(recorder: Recorder, name: str, get_tool: Callable[[str], Any]) -> tuple[str, Any] | None:
+    """``(tool name, tool)`` for an opt-in alias of ``name`` (``TrackingOptions.aliases``) whose tool the
+    framework has, else ``None``. Asked only for a name the framework does not know."""
+    target = recorder.options.aliases.get(name)
+    tool = get_tool(target) if target is not None else None
+    return (target, tool) if target is not None and tool is not None else None
+
+
 def sanitized(client: AnalyticsClient, value: Any) -> str:
     """``value`` as the store would keep it (the client's redaction and caps applied), as JSON text."""
     record: EventRecord | None = EventRecord("tool_call_started", "", None, None, {"tool_params": value})

@@ -14,6 +14,7 @@ from typing import Any
 
 from mcp_tracking._logging import warn_limited
 from mcp_tracking.adapters._common import (
+    alias_target,
     ask_sdk,
     default_client,
     recorder_for,
@@ -113,11 +114,13 @@ class V1Hook:
             manager = getattr(self.server, "_tool_manager", None)
             tool = manager.get_tool(name) if manager is not None else None
             called_as = None
-            target = self.recorder.options.aliases.get(name) if tool is None else None
-            if target is not None and manager is not None and manager.get_tool(target) is not None:
+            routed = None
+            if tool is None and manager is not None:
+                routed = alias_target(self.recorder, name, manager.get_tool)
+            if routed is not None:
                 # an opt-in alias: the SDK's handler reads the name from the request it is given
-                req = req.model_copy(update={"params": req.params.model_copy(update={"name": target})})
-                called_as, name, tool = name, target, manager.get_tool(target)
+                req = req.model_copy(update={"params": req.params.model_copy(update={"name": routed[0]})})
+                called_as, (name, tool) = name, routed
             info = self._info(req, name, args)
             info.called_as = called_as
         except Exception:

@@ -17,6 +17,7 @@ from typing import Any
 
 from mcp_tracking._logging import warn_limited
 from mcp_tracking.adapters._common import (
+    alias_target,
     ask_sdk,
     default_client,
     recorder_for,
@@ -178,11 +179,13 @@ class TrackingMiddleware:
             manager = getattr(self.server, "_tool_manager", None)
             tool = manager.get_tool(name) if manager is not None else None
             called_as = None
-            target = self.recorder.options.aliases.get(name) if tool is None else None
-            if target is not None and manager is not None and manager.get_tool(target) is not None:
+            routed = None
+            if tool is None and manager is not None:
+                routed = alias_target(self.recorder, name, manager.get_tool)
+            if routed is not None:
                 # an opt-in alias: the SDK dispatches the tool it names (it reads the rewritten params)
-                ctx = dataclasses.replace(ctx, params={**params, "name": target})
-                called_as, name, tool = name, target, manager.get_tool(target)
+                ctx = dataclasses.replace(ctx, params={**params, "name": routed[0]})
+                called_as, (name, tool) = name, routed
             info = call_info(ctx, name, args or {}, recorder=self.recorder,
                              mcp_name=self.client.mcp_name or self.mcp_name)
             info.called_as = called_as

@@ -275,7 +275,7 @@ class Tracker:
                               size=size)
 
     def begin_call(self, session_id: str, user_id: str, mcp_name: str | None, tool: str, params: Any, *,
-                   phash: str | None = None, session_facts: Mapping[str, Any] | None = None,
+                   session_facts: Mapping[str, Any] | None = None,
                    mcp_tool_available: bool = True, hold_repeats: bool = True, created_us: int | None = None,
                    context: dict[str, Any] | None = None, called_as: str | None = None) -> CallHandle:
         """A known tool's call starts: ``[wrong_tool_error]`` ``tool_call_started`` ``[tool_call_retry]``.
@@ -284,12 +284,7 @@ class Tracker:
         (``None``: the caller writes ``session_start`` itself, as the design's helpers leave it to the server).
         ``hold_repeats``: a repeat of a success waits for its result (interceptors); else it is a retry now.
         """
-        if phash is None:
-            params, phash, size = self.payload(params)
-        else:
-            size = approx_size(params)
-            if size > MAX_PAYLOAD_BYTES:
-                params, size = capped(params, size)
+        params, phash, size = self.payload(params)
         started = time.perf_counter()
         created = created_us if created_us is not None else now_us()
         with self.lock:

@@ -106,15 +106,21 @@ def session_index(sink: Sink, *, mcp_name: str | None = None) -> tuple[dict[str,
             return starts, sql.session_totals(conn, set(starts))
     if isinstance(sink, QueryableSink):
         from mcp_tracking.events import parse_timestamp
+        from mcp_tracking.metrics import python as twin
 
         found: dict[str, SessionStart] = {}
-        for e in sink.iter_events(mcp_name=mcp_name):
-            sid = e.get("session_id")
-            if e["event_name"] == "session_start" and sid is not None and str(sid) not in found:
-                md = e.get("metadata") or {}
-                found[str(sid)] = session_start_of(parse_timestamp(e["created_at"]), md.get("release"),
-                                                   e.get("user_id"), md.get("client_name"), md.get("client_version"))
-        groups = aggregates(sink, filters, breakdown="session").groups
+
+        def noting_starts() -> Any:  # one read of the events: the starts noted on the way to the counts
+            for e in sink.iter_events(mcp_name=mcp_name):
+                sid = e.get("session_id")
+                if e["event_name"] == "session_start" and sid is not None and str(sid) not in found:
+                    md = e.get("metadata") or {}
+                    found[str(sid)] = session_start_of(parse_timestamp(e["created_at"]), md.get("release"),
+                                                       e.get("user_id"), md.get("client_name"),
+                                                       md.get("client_version"))
+                yield e
+
+        groups = twin.aggregates(noting_starts(), breakdown="session").groups
         return found, {sid: t for sid, t in groups.items() if sid in found}
     raise MetricsError(f"{sink!r} cannot be read back; measure the store it writes to instead")
 

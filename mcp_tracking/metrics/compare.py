@@ -165,7 +165,7 @@ def ratio_difference(before: Sequence[Pair], after: Sequence[Pair], *, seed: int
 
 # --- the metrics compared ---------------------------------------------------------------------------
 
-#: metric -> (how a session contributes (numerator, denominator), higher is better, the statistic)
+#: metric -> (how a session contributes (numerator, denominator) to a ratio of sums, higher is better)
 RATIOS: dict[str, tuple[Callable[[Totals], Pair], bool]] = {
     "semantic_clarity_score": (lambda t: (t.tool_calls - t.schema_errors - t.wrong_tool_errors - t.retries,
                                           t.tool_calls), True),

@@ -139,10 +139,15 @@ def rank_offset(n: int, p: float) -> int:
     return max(1, math.ceil(p * n)) - 1
 
 
+def clarity_of(t: Totals) -> float | None:
+    """Semantic clarity: 1 - (schema errors + wrong-tool switches + retries) / tool calls (``None`` without
+    calls). The one place the formula is written: the metrics, the session list and the worst sessions."""
+    share = ratio(t.schema_errors + t.wrong_tool_errors + t.retries, t.tool_calls)
+    return None if share is None else round(1.0 - share, 4)
+
+
 def core_metrics(t: Totals) -> dict[str, Any]:
     """The scalar metrics of one scope (also used per session / per user)."""
-    clarity_num = t.schema_errors + t.wrong_tool_errors + t.retries
-    clarity = ratio(clarity_num, t.tool_calls)
     return {
         "task_completion_rate": {
             "value": ratio(t.completed_sessions, t.started_sessions),
@@ -156,7 +161,7 @@ def core_metrics(t: Totals) -> dict[str, Any]:
             "max": t.max_steps_successful,
         },
         "semantic_clarity_score": {
-            "value": None if clarity is None else round(1.0 - clarity, 4),
+            "value": clarity_of(t),
             "tool_calls": t.tool_calls,
             "schema_errors": t.schema_errors,
             "wrong_tool_errors": t.wrong_tool_errors,

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from mcp_tracking.metrics import compute_metrics, open_source, session_index
-from mcp_tracking.metrics.model import SessionStart, Totals, add_totals, core_metrics
+from mcp_tracking.metrics.model import SessionStart, Totals, add_totals, clarity_of, core_metrics
 from mcp_tracking.report.dashboard import CSS, SCRIPT, esc, html_table, line_chart
 from mcp_tracking.report.text import LABELS, PERCENT, called_next, fmt
 from mcp_tracking.report.timeline import render_timeline, session_timeline
@@ -145,7 +145,7 @@ class Store:
             t = totals.get(sid)
             if t is None:
                 continue
-            clarity = core_metrics(t)["semantic_clarity_score"]["value"]
+            clarity = clarity_of(t)
             out.append({"session_id": sid, "user_id": start.user_id, "client": start.client,
                         "release": start.release, "started": start.at, "steps": t.tool_calls,
                         "errors": t.failed_calls + t.schema_errors + t.hallucinations, "retries": t.retries,
@@ -163,8 +163,6 @@ form.filters label{font-size:12px;color:var(--mute);display:flex;flex-direction:
 form.filters input,form.filters select{font:inherit;padding:4px 6px}.pager{display:flex;gap:12px;margin-top:10px}
 a{color:var(--accent)}td a{word-break:break-all}.advice li{margin:10px 0}.verdict-better{color:#047857}
 .verdict-worse{color:#b91c1c;font-weight:600}
-.timeline code{font-size:11px;word-break:break-all}.timeline tr.failed td{background:#fef2f2}
-.timeline tr.refused td{background:#fffbeb}.timeline tr.unknown-name td{background:#f5f3ff}
 """
 
 

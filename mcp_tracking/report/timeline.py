@@ -9,7 +9,6 @@ The static dashboard shows the timelines of the worst sessions (:func:`worst_ses
 
 from __future__ import annotations
 
-import html
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +17,8 @@ from typing import Any
 from mcp_tracking._json import dumps_str
 from mcp_tracking.events import parse_timestamp
 from mcp_tracking.metrics import open_source, session_index
+from mcp_tracking.metrics.model import clarity_of
+from mcp_tracking.report.dashboard import esc
 from mcp_tracking.sinks.base import QueryableSink, Sink
 
 #: how much of a call's stored arguments a row shows (they are stored redacted and capped already)
@@ -126,8 +127,8 @@ def worst_sessions(source: Sink | str | os.PathLike[str], *, mcp_name: str | Non
 
     def badness(sid: str) -> tuple[float, int, str]:
         t = totals[sid]
-        clarity = 1 - (t.schema_errors + t.wrong_tool_errors + t.retries) / t.tool_calls if t.tool_calls else 1.0
-        return (clarity, -(t.failed_calls + t.hallucinations), sid)
+        clarity = clarity_of(t)
+        return (1.0 if clarity is None else clarity, -(t.failed_calls + t.hallucinations), sid)
 
     ranked = sorted((sid for sid in starts if sid in totals and totals[sid].tool_calls), key=badness)
     return ranked[:n]
@@ -137,17 +138,13 @@ _COLOURS = {"completed": "#10b981", "failed": "#ef4444", "refused": "#f59e0b", "
             "open": "#9ca3af"}
 
 
-def _esc(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
-
 def render_timeline(tl: Timeline) -> str:
     """An HTML section: the waterfall (one bar per call from its start for its duration; a name that is not a
     tool is a diamond) and the table of steps."""
     steps = tl.steps
-    head = (f'<section class="card timeline" data-session="{_esc(tl.session_id)}"><h2>Session '
-            f'{_esc(tl.session_id)}</h2><p class="sub">user {_esc(tl.user_id)} · client {_esc(tl.client or "?")}'
-            f'{" · release " + _esc(tl.release) if tl.release else ""} · outcome {_esc(tl.outcome or "none yet")}'
+    head = (f'<section class="card timeline" data-session="{esc(tl.session_id)}"><h2>Session '
+            f'{esc(tl.session_id)}</h2><p class="sub">user {esc(tl.user_id)} · client {esc(tl.client or "?")}'
+            f'{" · release " + esc(tl.release) if tl.release else ""} · outcome {esc(tl.outcome or "none yet")}'
             f" · {len(steps)} steps</p>")
     if not steps:
         return head + '<div class="empty">No calls recorded.</div></section>'
@@ -162,10 +159,10 @@ def render_timeline(tl: Timeline) -> str:
         y = i * row_h
         x = label_w + plot * (s.at - t0).total_seconds() * 1000 / total
         name = s.tool if len(s.tool) <= 28 else s.tool[:27] + "…"
-        svg.append(f'<text x="{label_w - 6}" y="{y + 12}" text-anchor="end"><title>{_esc(s.tool)}</title>'
-                   f'{_esc(name)}</text>')
+        svg.append(f'<text x="{label_w - 6}" y="{y + 12}" text-anchor="end"><title>{esc(s.tool)}</title>'
+                   f'{esc(name)}</text>')
         colour = _COLOURS.get(s.outcome, "#9ca3af")
-        tip = _esc(f"{s.tool}: {s.outcome}" + (f", {s.duration_ms} ms" if s.duration_ms is not None else ""))
+        tip = esc(f"{s.tool}: {s.outcome}" + (f", {s.duration_ms} ms" if s.duration_ms is not None else ""))
         if s.outcome == "unknown name":
             svg.append(f'<path class="bar" d="M{x:.1f},{y + 3} l6,6 l-6,6 l-6,-6 z" fill="{colour}" '
                        f'data-tip="{tip}"/>')
@@ -178,11 +175,11 @@ def render_timeline(tl: Timeline) -> str:
     rows = []
     for i, s in enumerate(steps, 1):
         rows.append(
-            f'<tr class="step {_esc(s.outcome.replace(" ", "-"))}"><td class="n">{i}</td><td>{_esc(s.tool)}</td>'
-            f"<td><code>{_esc(s.arguments)}</code></td><td>{_esc(s.outcome)}</td>"
-            f'<td class="n">{"" if s.duration_ms is None else _esc(round(s.duration_ms, 1))}</td>'
-            f"<td>{_esc(s.error or '')}</td><td>{_esc(s.answer or '')}</td><td>{_esc('; '.join(s.marks))}</td>"
-            f"<td>{_esc(s.next_tool or '')}</td></tr>")
+            f'<tr class="step {esc(s.outcome.replace(" ", "-"))}"><td class="n">{i}</td><td>{esc(s.tool)}</td>'
+            f"<td><code>{esc(s.arguments)}</code></td><td>{esc(s.outcome)}</td>"
+            f'<td class="n">{"" if s.duration_ms is None else esc(round(s.duration_ms, 1))}</td>'
+            f"<td>{esc(s.error or '')}</td><td>{esc(s.answer or '')}</td><td>{esc('; '.join(s.marks))}</td>"
+            f"<td>{esc(s.next_tool or '')}</td></tr>")
     table = ("<table><tr><th>#</th><th>Tool</th><th>Arguments (as stored)</th><th>Outcome</th><th>ms</th>"
              "<th>Error</th><th>Answer it got</th><th>Marks</th><th>Then called</th></tr>" + "".join(rows)
              + "</table>")
