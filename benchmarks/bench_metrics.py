@@ -19,7 +19,9 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import median
@@ -103,6 +105,62 @@ def generate(path: Path, events: int, sessions: int) -> int:
     return total
 
 
+def timed(rounds: int, fn: Callable[[], Any]) -> tuple[list[float], Any]:
+    times, out = [], None
+    for _ in range(rounds):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return times, out
+
+
+def measure(url: str, anchor: Callable[[], Any], rounds: int, with_compare: bool) -> None:
+    """The metrics (and compare / advise) on the store at ``url``, each against ``anchor`` in the same run."""
+    from mcp_tracking.sinks import sink_from_url
+
+    anchors, _ = timed(rounds, anchor)
+    ours, result = timed(rounds, lambda: compute_metrics(url))
+    a = median(anchors)
+    print(f"{url.split('://')[0]}: {result.totals.events:,} events, {result.totals.sessions:,} sessions")
+    print(f"all ten metrics (+ the extra views): {median(ours):.3f} s (target <= 1 s); "
+          f"anchor GROUP BY session_id: {a:.3f} s; ratio {median(ours) / a:.2f}")
+    print(f"rounds: metrics {[round(x, 3) for x in ours]}, anchor {[round(x, 3) for x in anchors]}")
+    if not with_compare:
+        return
+    from mcp_tracking.metrics.advice import advise
+    from mcp_tracking.metrics.compare import Window, compare_windows
+
+    sink = sink_from_url(url, read_only=True)
+    span = sink.time_span({})  # type: ignore[attr-defined]
+    middle = span[0] + (span[1] - span[0]) / 2
+    times, comparison = timed(rounds, lambda: compare_windows(url, Window(until=middle), Window(since=middle)))
+    print(f"compare, two halves ({comparison.sessions_before:,} / {comparison.sessions_after:,} sessions): "
+          f"{median(times):.3f} s (target <= 2 s); ratio to the anchor {median(times) / a:.2f}; "
+          f"rounds {[round(x, 3) for x in times]}")
+    times, items = timed(rounds, lambda: advise(url))
+    print(f"advise ({len(items)} recommendations): {median(times):.3f} s (target <= 2 s); ratio to the anchor "
+          f"{median(times) / a:.2f}; rounds {[round(x, 3) for x in times]}")
+
+
+def copy_to_postgres(path: Path, url: str) -> None:
+    """Fill an empty PostgreSQL store with the SQLite table's events (once: later runs reuse them)."""
+    from mcp_tracking.events import parse_timestamp
+    from mcp_tracking.sinks.postgres import PostgresSink
+    from mcp_tracking.sinks.sqlite import SQLiteSink
+
+    pg = PostgresSink(url)
+    if pg.count() == 0:
+        batch: list[EventRecord] = []
+        for e in SQLiteSink(path, read_only=True).iter_events():
+            batch.append(EventRecord(e["event_name"], e["user_id"], e["session_id"], e["mcp_name"], e["metadata"],
+                                     event_id=e["id"], created_at=parse_timestamp(e["created_at"])))
+            if len(batch) == 10_000:
+                pg.write(batch)
+                batch = []
+        pg.write(batch)
+    pg.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=1_000_000)
@@ -110,51 +168,30 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--db", help="reuse (or create) this database instead of a temporary one")
     ap.add_argument("--compare", action="store_true", help="also time compare_windows (two halves of the span)")
+    ap.add_argument("--pg", metavar="URL", help="also measure on this PostgreSQL database (filled from the "
+                    "SQLite table when empty), against its own GROUP BY anchor")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         path = Path(args.db) if args.db else Path(d) / "metrics.db"
         if not path.exists():
-            n = generate(path, args.events, args.sessions)
-        else:
-            n = sqlite3.connect(path).execute("SELECT COUNT(*) FROM raw_analytics").fetchone()[0]
-        anchor, ours = [], []
-        for _ in range(args.rounds):
+            generate(path, args.events, args.sessions)
+
+        def sqlite_anchor() -> None:
             conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-            t = time.perf_counter()
             conn.execute("SELECT session_id, COUNT(*) FROM raw_analytics GROUP BY session_id").fetchall()
-            anchor.append(time.perf_counter() - t)
             conn.close()
-            t = time.perf_counter()
-            result = compute_metrics(f"sqlite:///{path.resolve()}")
-            ours.append(time.perf_counter() - t)
-        print(f"{n:,} events, {result.totals.sessions:,} sessions")
-        print(f"all ten metrics (+ the extra views): {median(ours):.3f} s (target <= 1 s); "
-              f"anchor GROUP BY session_id: {median(anchor):.3f} s; ratio {median(ours) / median(anchor):.2f}")
-        print(f"rounds: metrics {[round(x, 3) for x in ours]}, anchor {[round(x, 3) for x in anchor]}")
-        if args.compare:
-            from mcp_tracking.metrics.compare import Window, compare_windows
-            from mcp_tracking.sinks.sqlite import SQLiteSink
 
-            span = SQLiteSink(path, read_only=True).time_span({})
-            assert span is not None
-            middle = span[0] + (span[1] - span[0]) / 2
-            times = []
-            for _ in range(args.rounds):
-                t = time.perf_counter()
-                comparison = compare_windows(f"sqlite:///{path.resolve()}", Window(until=middle), Window(since=middle))
-                times.append(time.perf_counter() - t)
-            print(f"compare, two halves ({comparison.sessions_before:,} / {comparison.sessions_after:,} sessions): "
-                  f"{median(times):.3f} s (target <= 2 s); ratio to the anchor {median(times) / median(anchor):.2f}; "
-                  f"rounds {[round(x, 3) for x in times]}")
-            from mcp_tracking.metrics.advice import advise
+        measure(f"sqlite:///{path.resolve()}", sqlite_anchor, args.rounds, args.compare)
+        if args.pg:
+            import psycopg
 
-            times = []
-            for _ in range(args.rounds):
-                t = time.perf_counter()
-                items = advise(f"sqlite:///{path.resolve()}")
-                times.append(time.perf_counter() - t)
-            print(f"advise ({len(items)} recommendations): {median(times):.3f} s (target <= 2 s); ratio to the anchor "
-                  f"{median(times) / median(anchor):.2f}; rounds {[round(x, 3) for x in times]}")
+            copy_to_postgres(path, args.pg)
+
+            def pg_anchor() -> None:
+                with psycopg.connect(args.pg) as conn:
+                    conn.execute("SELECT session_id, COUNT(*) FROM raw_analytics GROUP BY session_id").fetchall()
+
+            measure(args.pg, pg_anchor, args.rounds, args.compare)
 
 
 if __name__ == "__main__":

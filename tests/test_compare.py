@@ -153,3 +153,67 @@ def test_compare_on_the_command_line(store):
     assert done["verdict"] == "better" and data["before"]["sessions"] == 40
     same = cli()
     assert same.returncode != 0 and "the two windows are the same" in same.stderr
+
+
+def mixed(n: int, prefix: str, start: datetime, every: int) -> list[EventRecord]:
+    """``n`` sessions that differ from each other (calls, retries, completion vary with the index), so every
+    variance is positive."""
+    out: list[EventRecord] = []
+    for i in range(n):
+        out += sessions(start + timedelta(hours=i), 1, 1 if i % every else 0, 1 + i % 4, i % 3 % (1 + i % 4),
+                        prefix=f"{prefix}{i}-")
+    return out
+
+
+def test_the_delta_method_in_sql_matches_the_python_twin(store, monkeypatch):
+    """Past the bootstrap's size the SQL stores make the sums in the database; the Python twin makes them from
+    each session's counts. Same events, same intervals (to rounding)."""
+    from mcp_tracking import MemorySink
+    from mcp_tracking.metrics import compare
+
+    monkeypatch.setattr(compare, "BOOTSTRAP_MAX_SESSIONS", 10)
+    events = mixed(60, "b", T0, 3) + mixed(60, "a", SPLIT, 5)
+    in_sql = compare_windows(store(events), Window(until=SPLIT), Window(since=SPLIT))
+    twin = MemorySink()
+    twin.write(events)
+    in_python = compare_windows(twin, Window(until=SPLIT), Window(since=SPLIT))
+    assert {c.method for c in in_sql.changes} >= {"delta", "newcomb"}
+    for a, b in zip(in_sql.changes, in_python.changes, strict=True):
+        assert (a.metric, a.method, a.verdict, a.n_before, a.n_after) == (b.metric, b.method, b.verdict,
+                                                                         b.n_before, b.n_after)
+        for x, y in ((a.before, b.before), (a.after, b.after), (a.low, b.low), (a.high, b.high)):
+            assert x == y if y is None else x == pytest.approx(y, rel=1e-9, abs=1e-12)
+    # the delta method by hand for retries before: sessions i = 0..59 with c = 1 + i % 4 calls, r = i % 3 % c
+    # retries; ratio R = sum r / sum c; variance sum (r - R c)^2 / (k - 1) / (k * mean(c)^2)
+    c = [1 + i % 4 for i in range(60)]
+    r = [i % 3 % (1 + i % 4) for i in range(60)]
+    ratio = sum(r) / sum(c)
+    var = sum((ri - ratio * ci) ** 2 for ri, ci in zip(r, c, strict=True)) / 59 / (60 * (sum(c) / 60) ** 2)
+    retry = in_sql.change("retry_rate")  # the after sessions make the same calls and retries: the same variance
+    assert retry.before == pytest.approx(ratio) and retry.difference == pytest.approx(0, abs=1e-12)
+    assert retry.high - retry.difference == pytest.approx(1.959963984540054 * (var + var) ** 0.5, rel=1e-9)
+
+
+def test_the_sqlite_session_pass_splits_into_halves_that_add_up(tmp_path):
+    """On a big table compare runs the session pass as two halves (split near the median session id) on two
+    connections; the halves' sums add up to the whole pass."""
+    from mcp_tracking.metrics import sqlite as dialect
+    from mcp_tracking.metrics.compare import _window_sums_sql
+
+    path = tmp_path / "h.db"
+    sink = SQLiteSink(path)
+    sink.write(mixed(80, "b", T0, 3) + mixed(80, "a", SPLIT, 5))
+    sink.close()
+    reader = SQLiteSink(path, read_only=True)
+    filters = {"session_id": None, "user_id": None, "mcp_name": None, "since": None, "until": None}
+    windows = ({"until": SPLIT}, {"since": SPLIT})
+    with reader.read_snapshot() as (conn, _):
+        assert dialect.split_point(conn) is None  # small: one pass
+        split = dialect.split_point(conn, min_rows=0)
+        assert split is not None
+        whole = dialect.windowed(conn, filters, windows, _window_sums_sql())[0]
+        low = dialect.windowed(conn, filters, windows, _window_sums_sql(), (None, split))[0]
+        high = dialect.windowed(conn, filters, windows, _window_sums_sql(), (split, None))[0]
+        width = len(whole) // 2  # each window's block starts with its session count
+        assert low[0] + low[width] > 0 and high[0] + high[width] > 0  # both halves hold sessions
+        assert [int(a or 0) + int(b or 0) for a, b in zip(low, high, strict=True)] == [int(v or 0) for v in whole]

@@ -474,6 +474,24 @@ def test_compare_by_release_in_postgres(pg_url, tmp_path):
     assert (results[0].sessions_before, results[0].sessions_after) == (30, 30)
 
 
+def test_compare_by_the_delta_method_in_postgres(pg_url, tmp_path, monkeypatch):
+    """Past the bootstrap's size, PostgreSQL's sums in the database give SQLite's intervals, by time window."""
+    from test_compare import SPLIT, T0, mixed
+
+    from mcp_tracking.metrics import compare
+    from mcp_tracking.metrics.compare import Window, compare_windows
+
+    monkeypatch.setattr(compare, "BOOTSTRAP_MAX_SESSIONS", 10)
+    stores = both_stores(pg_url, tmp_path, mixed(60, "b", T0, 3) + mixed(60, "a", SPLIT, 5))
+    pg, lite = (compare_windows(src, Window(until=SPLIT), Window(since=SPLIT)) for src in stores)
+    assert "delta" in {c.method for c in pg.changes}
+    for a, b in zip(pg.changes, lite.changes, strict=True):
+        assert (a.metric, a.method, a.verdict, a.n_before, a.n_after) == (b.metric, b.method, b.verdict,
+                                                                         b.n_before, b.n_after)
+        for x, y in ((a.before, b.before), (a.low, b.low), (a.high, b.high)):
+            assert x == y if y is None else x == pytest.approx(y, rel=1e-9, abs=1e-12)
+
+
 def test_advise_in_postgres_matches_sqlite(pg_url, tmp_path):
     """The same recommendations from PostgreSQL as from SQLite (each dialect's per-tool facts)."""
     from test_advice import scenario

@@ -71,7 +71,7 @@ def open_source(source: Sink | str | os.PathLike[str]) -> Sink:
     return source if isinstance(source, Sink) else sink_from_url(source, read_only=True)
 
 
-def _dialect(sink: SQLStore) -> Any:
+def dialect_of(sink: SQLStore) -> Any:
     if sink.dialect == "sqlite":
         from mcp_tracking.metrics import sqlite as sql
     elif sink.dialect == "postgresql":
@@ -85,7 +85,7 @@ def aggregates(sink: Sink, filters: dict[str, Any], *, breakdown: str | None = N
     """The counts behind the metrics (SQL stores count in the database; others through the Python twin)."""
     if isinstance(sink, SQLStore):
         with sink.read_snapshot() as (conn, second):
-            return _dialect(sink).aggregates(conn, filters, breakdown=breakdown, second=second)  # type: ignore[no-any-return]
+            return dialect_of(sink).aggregates(conn, filters, breakdown=breakdown, second=second)  # type: ignore[no-any-return]
     if isinstance(sink, QueryableSink):
         from mcp_tracking.metrics import python as twin
 
@@ -101,7 +101,7 @@ def session_index(sink: Sink, *, mcp_name: str | None = None) -> tuple[dict[str,
                                "until": None}
     if isinstance(sink, SQLStore):
         with sink.read_snapshot() as (conn, _):
-            sql = _dialect(sink)
+            sql = dialect_of(sink)
             starts = sql.session_starts(conn, filters)
             return starts, sql.session_totals(conn, set(starts))
     if isinstance(sink, QueryableSink):
@@ -132,7 +132,7 @@ def tool_facts(sink: Sink, filters: dict[str, Any]) -> tuple[list[tuple[Any, ...
     metrics."""
     if isinstance(sink, SQLStore):
         with sink.read_snapshot() as (conn, _):
-            return _dialect(sink).tool_facts(conn, filters)  # type: ignore[no-any-return]
+            return dialect_of(sink).tool_facts(conn, filters)  # type: ignore[no-any-return]
     if isinstance(sink, QueryableSink):
         counts: dict[tuple[Any, Any, Any], list[Any]] = {}
         available: list[str] | None = None

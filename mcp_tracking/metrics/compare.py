@@ -17,7 +17,11 @@ never split in two. Sessions without a ``session_start`` are not compared.
   per-session means (hallucinations per session) and steps-to-goal are ratios of sums over sessions: the
   interval is a percentile bootstrap over sessions (each window resampled on its own, 2,000 times, seeded, so
   the same data give the same interval), or, past :data:`BOOTSTRAP_MAX_SESSIONS` sessions, the delta method
-  for a ratio of sums (the same interval to within resampling noise at that size, in milliseconds).
+  for a ratio of sums (the same interval to within resampling noise at that size). The delta method needs only
+  five sums per window and metric (k, Σn, Σd, Σn², Σd², Σnd): the SQL stores make them in the database in one
+  pass over the per-session counts (SQLite as two halves of the sessions on two connections at once), so the
+  per-session rows never reach Python; each metric's share of a session is written once (:class:`Share`) and
+  read both as Python and as SQL.
 - **Verdict.** ``better`` / ``worse`` when the interval excludes 0 (in the metric's good direction or not);
   ``no significant change`` when it includes 0; ``too little data`` when either window has fewer than
   ``min_sessions`` sessions (default :data:`MIN_SESSIONS`) in the metric's denominator: no interval is claimed.
@@ -30,14 +34,14 @@ from __future__ import annotations
 import math
 import os
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from mcp_tracking.metrics import open_source, session_index
-from mcp_tracking.metrics.model import SessionStart, Totals
-from mcp_tracking.sinks.base import Sink
+from mcp_tracking.metrics import dialect_of, open_source, session_index
+from mcp_tracking.metrics.model import SessionStart, Totals, run_halves
+from mcp_tracking.sinks.base import Sink, SQLStore
 
 MIN_SESSIONS = 10
 BOOTSTRAP_RESAMPLES = 2000
@@ -118,41 +122,114 @@ def newcomb(x1: int, n1: int, x2: int, n2: int, z: float = Z95) -> tuple[float, 
 Pair = tuple[float, float]  # (numerator, denominator) of one session
 
 
+@dataclass(frozen=True)
+class Share:
+    """How one session takes part in a metric: a numerator and a denominator, each a sum of its counts
+    (:class:`Totals` field names, ``""`` for the constant 1) times a coefficient; ``gate`` (a 0/1 field)
+    multiplies the numerator. Written once, read twice: in Python over :class:`Totals`, and as SQL over the
+    dialects' per-session rows, so the two paths compare the same thing."""
+
+    num: tuple[tuple[str, int], ...]
+    den: tuple[tuple[str, int], ...]
+    gate: str = ""
+
+    def of(self, t: Totals) -> Pair:
+        def value(terms: tuple[tuple[str, int], ...]) -> int:
+            return sum(c * (getattr(t, f) if f else 1) for f, c in terms)
+        n = value(self.num) * (getattr(t, self.gate) if self.gate else 1)
+        return n, value(self.den)
+
+    def sql(self) -> tuple[str, str]:
+        def expr(terms: tuple[tuple[str, int], ...]) -> str:
+            return "(" + " + ".join(f"{c} * {SQL_FIELDS[f] if f else 1}" for f, c in terms) + ")"
+        n = expr(self.num) + (f" * {SQL_FIELDS[self.gate]}" if self.gate else "")
+        return n, expr(self.den)
+
+
+#: the session-level Totals fields as the dialects' per-session columns (PER_SESSION) give them
+SQL_FIELDS = {**{f: f for f in ("tool_calls", "retries", "schema_errors", "wrong_tool_errors", "hallucinations",
+                                "answers_complete", "answers_incomplete")},
+              "started_sessions": "has_start", "completed_sessions": "(has_start * has_completed)",
+              "successful_sessions": "ok", "sessions_with_errors": "has_error",
+              "recovered_sessions": "(has_error * ok)"}
+
+#: metric -> (its share per session, higher is better). Proportions of sessions (0/1 shares) get Newcomb's
+#: interval; ratios of sums, the bootstrap or the delta method.
+PROPORTIONS: dict[str, tuple[Share, bool]] = {
+    "task_completion_rate": (Share((("completed_sessions", 1),), (("started_sessions", 1),)), True),
+    "recovery_rate": (Share((("recovered_sessions", 1),), (("sessions_with_errors", 1),)), True),
+}
+RATIOS: dict[str, tuple[Share, bool]] = {
+    "semantic_clarity_score": (Share((("tool_calls", 1), ("schema_errors", -1), ("wrong_tool_errors", -1),
+                                      ("retries", -1)), (("tool_calls", 1),)), True),
+    "retry_rate": (Share((("retries", 1),), (("tool_calls", 1),)), False),
+    "schema_violation_rate": (Share((("schema_errors", 1),), (("tool_calls", 1),)), False),
+    "hallucination_rate": (Share((("hallucinations", 1),), (("", 1),)), False),
+    "answer_completeness_rate": (Share((("answers_complete", 1),), (("answers_complete", 1),
+                                                                     ("answers_incomplete", 1))), True),
+    "steps_to_goal": (Share((("tool_calls", 1),), (("successful_sessions", 1),), gate="successful_sessions"), False),
+}
+ORDER = ["task_completion_rate", "steps_to_goal", "semantic_clarity_score", "retry_rate", "hallucination_rate",
+         "schema_violation_rate", "recovery_rate", "answer_completeness_rate"]
+
+
+@dataclass(frozen=True)
+class Sums:
+    """One window's sums for one metric over its sessions whose denominator is not 0: how many (``k``), and
+    the sums of n, d, n², d², n·d (what the ratio and the delta method's variance need)."""
+
+    k: int = 0
+    n: float = 0
+    d: float = 0
+    nn: float = 0
+    dd: float = 0
+    nd: float = 0
+
+    @classmethod
+    def of(cls, pairs: Sequence[Pair]) -> Sums:
+        return cls(len(pairs), sum(n for n, _ in pairs), sum(d for _, d in pairs), sum(n * n for n, _ in pairs),
+                   sum(d * d for _, d in pairs), sum(n * d for n, d in pairs))
+
+    @property
+    def ratio(self) -> float | None:
+        return self.n / self.d if self.d else None
+
+    def delta_variance(self) -> float | None:
+        """The delta-method variance of the ratio of sums over independent sessions."""
+        r = self.ratio
+        if r is None or self.k < 2:
+            return None
+        s2 = max(0.0, self.nn - 2 * r * self.nd + r * r * self.dd) / (self.k - 1)
+        mean_den = self.d / self.k
+        return s2 / (self.k * mean_den * mean_den)
+
+
 def _ratio(pairs: Sequence[Pair]) -> float | None:
     den = sum(d for _, d in pairs)
     return None if den == 0 else sum(n for n, _ in pairs) / den
 
 
-def _delta_variance(pairs: Sequence[Pair]) -> float | None:
-    """The delta-method variance of a ratio of sums over independent sessions."""
-    k = len(pairs)
-    mean_den = sum(d for _, d in pairs) / k
-    r = _ratio(pairs)
-    if r is None or k < 2 or mean_den == 0:
-        return None
-    resid = [n - r * d for n, d in pairs]
-    s2 = sum(e * e for e in resid) / (k - 1)
-    return s2 / (k * mean_den * mean_den)
-
-
-def ratio_difference(before: Sequence[Pair], after: Sequence[Pair], *, seed: int = 0,
-                     resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float | None, float | None, float | None, str]:
-    """``(difference, low, high, method)`` for a ratio of sums over sessions, after minus before."""
-    r1, r2 = _ratio(before), _ratio(after)
+def ratio_difference(before: Sums, after: Sums, pairs: tuple[Sequence[Pair], Sequence[Pair]] | None = None, *,
+                     seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES
+                     ) -> tuple[float | None, float | None, float | None, str]:
+    """``(difference, low, high, method)`` for a ratio of sums over sessions, after minus before: a percentile
+    bootstrap over the sessions' ``pairs`` when given (small windows), else the delta method from the sums."""
+    r1, r2 = before.ratio, after.ratio
     if r1 is None or r2 is None:
         return None, None, None, "none"
     d = r2 - r1
-    if len(before) + len(after) > BOOTSTRAP_MAX_SESSIONS:
-        v1, v2 = _delta_variance(before), _delta_variance(after)
+    if pairs is None:
+        v1, v2 = before.delta_variance(), after.delta_variance()
         if v1 is None or v2 is None:
             return d, None, None, "none"
         half = Z95 * math.sqrt(v1 + v2)
         return d, d - half, d + half, "delta"
+    b_pairs, a_pairs = pairs
     rng = random.Random(seed)
     diffs: list[float] = []
     for _ in range(resamples):
-        b = _ratio(rng.choices(before, k=len(before)))
-        a = _ratio(rng.choices(after, k=len(after)))
+        b = _ratio(rng.choices(b_pairs, k=len(b_pairs)))
+        a = _ratio(rng.choices(a_pairs, k=len(a_pairs)))
         if a is not None and b is not None:
             diffs.append(a - b)
     if len(diffs) < resamples // 2:
@@ -161,25 +238,6 @@ def ratio_difference(before: Sequence[Pair], after: Sequence[Pair], *, seed: int
     lo = diffs[int(0.025 * (len(diffs) - 1))]
     hi = diffs[math.ceil(0.975 * (len(diffs) - 1))]
     return d, lo, hi, "bootstrap"
-
-
-# --- the metrics compared ---------------------------------------------------------------------------
-
-#: metric -> (how a session contributes (numerator, denominator) to a ratio of sums, higher is better)
-RATIOS: dict[str, tuple[Callable[[Totals], Pair], bool]] = {
-    "semantic_clarity_score": (lambda t: (t.tool_calls - t.schema_errors - t.wrong_tool_errors - t.retries,
-                                          t.tool_calls), True),
-    "retry_rate": (lambda t: (t.retries, t.tool_calls), False),
-    "schema_violation_rate": (lambda t: (t.schema_errors, t.tool_calls), False),
-    "hallucination_rate": (lambda t: (t.hallucinations, 1), False),
-    "answer_completeness_rate": (lambda t: (t.answers_complete, t.answers_complete + t.answers_incomplete), True),
-    "steps_to_goal": (lambda t: (t.tool_calls, 1) if t.successful_sessions else (0, 0), False),
-}
-#: metric -> (numerator, denominator) in sessions, higher is better
-PROPORTIONS: dict[str, tuple[Callable[[Totals], tuple[int, int]], bool]] = {
-    "task_completion_rate": (lambda t: (t.completed_sessions, t.started_sessions), True),
-    "recovery_rate": (lambda t: (t.recovered_sessions, t.sessions_with_errors), True),
-}
 
 
 def _verdict(d: float | None, low: float | None, high: float | None, higher_is_better: bool) -> str:
@@ -191,37 +249,42 @@ def _verdict(d: float | None, low: float | None, high: float | None, higher_is_b
     return "better" if improved else "worse"
 
 
+def changes_from(sums: dict[str, tuple[Sums, Sums]], pairs: dict[str, tuple[list[Pair], list[Pair]]] | None, *,
+                 min_sessions: int = MIN_SESSIONS, seed: int = 0) -> list[Change]:
+    """Each metric's change from its two windows' sums (and, for the bootstrap, the sessions' pairs)."""
+    changes: list[Change] = []
+    for metric in ORDER:
+        b, a = sums[metric]
+        r1, r2 = b.ratio, a.ratio
+        if min(b.k, a.k) < min_sessions:
+            thin = None if r1 is None or r2 is None else r2 - r1
+            changes.append(Change(metric, r1, r2, thin, None, None, "none", "too little data", b.k, a.k))
+            continue
+        diff: float | None
+        low: float | None
+        high: float | None
+        if metric in PROPORTIONS:
+            higher = PROPORTIONS[metric][1]
+            diff, low, high = newcomb(int(b.n), int(b.d), int(a.n), int(a.d))
+            method = "newcomb"
+        else:
+            higher = RATIOS[metric][1]
+            diff, low, high, method = ratio_difference(b, a, None if pairs is None else pairs[metric], seed=seed)
+        changes.append(Change(metric, r1, r2, diff, low, high, method, _verdict(diff, low, high, higher), b.k, a.k))
+    return changes
+
+
+SHARES = {m: share for m, (share, _) in {**PROPORTIONS, **RATIOS}.items()}
+
+
 def compare_sessions(before: Sequence[Totals], after: Sequence[Totals], *, min_sessions: int = MIN_SESSIONS,
                      seed: int = 0) -> list[Change]:
     """Each compared metric's change between two lists of per-session counts."""
-    changes: list[Change] = []
-    for metric, (of, higher) in PROPORTIONS.items():
-        x1, n1 = map(sum, zip(*(of(t) for t in before), strict=True)) if before else (0, 0)
-        x2, n2 = map(sum, zip(*(of(t) for t in after), strict=True)) if after else (0, 0)
-        p1 = x1 / n1 if n1 else None
-        p2 = x2 / n2 if n2 else None
-        if min(n1, n2) < min_sessions:
-            thin = None if p1 is None or p2 is None else p2 - p1
-            changes.append(Change(metric, p1, p2, thin, None, None, "none", "too little data", n1, n2))
-            continue
-        diff, low, high = newcomb(x1, n1, x2, n2)
-        changes.append(Change(metric, p1, p2, diff, low, high, "newcomb", _verdict(diff, low, high, higher), n1, n2))
-    for metric, (of_pair, higher) in RATIOS.items():
-        b = [of_pair(t) for t in before]
-        a = [of_pair(t) for t in after]
-        b = [p for p in b if p[1]]  # sessions that take part in this metric
-        a = [p for p in a if p[1]]
-        r1, r2 = _ratio(b), _ratio(a)
-        if min(len(b), len(a)) < min_sessions:
-            thin = None if r1 is None or r2 is None else r2 - r1
-            changes.append(Change(metric, r1, r2, thin, None, None, "none", "too little data", len(b), len(a)))
-            continue
-        rd, rlow, rhigh, method = ratio_difference(b, a, seed=seed)
-        changes.append(Change(metric, r1, r2, rd, rlow, rhigh, method, _verdict(rd, rlow, rhigh, higher),
-                              len(b), len(a)))
-    order = ["task_completion_rate", "steps_to_goal", "semantic_clarity_score", "retry_rate", "hallucination_rate",
-             "schema_violation_rate", "recovery_rate", "answer_completeness_rate"]
-    return sorted(changes, key=lambda c: order.index(c.metric))
+    pairs = {m: ([p for p in map(share.of, before) if p[1]], [p for p in map(share.of, after) if p[1]])
+             for m, share in SHARES.items()}
+    sums = {m: (Sums.of(b), Sums.of(a)) for m, (b, a) in pairs.items()}
+    small = len(before) + len(after) <= BOOTSTRAP_MAX_SESSIONS
+    return changes_from(sums, pairs if small else None, min_sessions=min_sessions, seed=seed)
 
 
 def _utc(dt: datetime | None) -> datetime | None:
@@ -244,7 +307,66 @@ def compare_windows(source: Sink | str | os.PathLike[str], before: Window, after
                     mcp_name: str | None = None, min_sessions: int = MIN_SESSIONS, seed: int = 0) -> Comparison:
     """The metrics of ``before`` and ``after`` and each change with its 95% interval (see the module docs)."""
     before, after = _aware(before), _aware(after)
-    starts, totals = session_index(open_source(source), mcp_name=mcp_name)
+    sink = open_source(source)
+    if isinstance(sink, SQLStore):
+        return _compare_in_sql(sink, before, after, mcp_name=mcp_name, min_sessions=min_sessions, seed=seed)
+    starts, totals = session_index(sink, mcp_name=mcp_name)
     b = [totals[sid] for sid, start in starts.items() if sid in totals and in_window(start, before)]
     a = [totals[sid] for sid, start in starts.items() if sid in totals and in_window(start, after)]
     return Comparison(before, after, len(b), len(a), compare_sessions(b, a, min_sessions=min_sessions, seed=seed))
+
+
+def _window_sums_sql() -> str:
+    """Per window: its sessions, then per metric (in :data:`ORDER`) k and the sums of n, d, n², d², n·d over
+    the sessions whose denominator is not 0: one pass over the per-session rows."""
+    cols = []
+    for side in ("in_before", "in_after"):
+        cols.append(f"SUM(CASE WHEN {side} THEN 1 ELSE 0 END)")
+        for metric in ORDER:
+            n, d = SHARES[metric].sql()
+            when = f"CASE WHEN {side} AND {d} <> 0 THEN"
+            cols += [f"SUM({when} 1 ELSE 0 END)"] + [f"SUM({when} {x} ELSE 0 END)" for x in
+                                                      (n, d, f"{n} * {n}", f"{d} * {d}", f"{n} * {d}")]
+    return "SELECT " + ",\n    ".join(cols) + "\nFROM s WHERE in_before OR in_after"
+
+
+def _session_rows_sql() -> str:
+    """Per session in either window: the two flags, then each metric's (n, d) in :data:`ORDER`."""
+    cols = ["CASE WHEN in_before THEN 1 ELSE 0 END", "CASE WHEN in_after THEN 1 ELSE 0 END"]
+    for metric in ORDER:
+        cols += list(SHARES[metric].sql())
+    return "SELECT " + ", ".join(cols) + " FROM s WHERE in_before OR in_after"
+
+
+def _compare_in_sql(sink: SQLStore, before: Window, after: Window, *, mcp_name: str | None, min_sessions: int,
+                    seed: int) -> Comparison:
+    """The same comparison with the sums made in the database: the per-session counts never reach Python,
+    except for the bootstrap's few thousand sessions."""
+    filters: dict[str, Any] = {"session_id": None, "user_id": None, "mcp_name": mcp_name, "since": None,
+                               "until": None}
+    windows = tuple({"since": w.since, "until": w.until, "release": w.release} for w in (before, after))
+    sql = dialect_of(sink)
+    select = _window_sums_sql()
+    with sink.read_snapshot() as (conn, second):
+        split = sql.split_point(conn) if second is not None else None
+        if split is None:
+            row = [int(v or 0) for v in sql.windowed(conn, filters, windows, select)[0]]
+        else:  # two halves of the sessions at once, one per connection (same snapshot): the sums add up
+            low, high = run_halves(lambda c: sql.windowed(c, filters, windows, select, (None, split))[0], conn,
+                                   lambda c: sql.windowed(c, filters, windows, select, (split, None))[0], second)
+            row = [int(a or 0) + int(b or 0) for a, b in zip(low, high, strict=True)]
+        width = 1 + 6 * len(ORDER)
+        blocks = (row[:width], row[width:])
+        counts = [block[0] for block in blocks]
+        sums = {m: (Sums(*blocks[0][1 + 6 * i:7 + 6 * i]), Sums(*blocks[1][1 + 6 * i:7 + 6 * i]))
+                for i, m in enumerate(ORDER)}
+        pairs: dict[str, tuple[list[Pair], list[Pair]]] | None = None
+        if sum(counts) <= BOOTSTRAP_MAX_SESSIONS:
+            rows = sql.windowed(conn, filters, windows, _session_rows_sql())
+            pairs = {}
+            for i, metric in enumerate(ORDER):
+                ps = [(r[0], r[1], int(r[2 + 2 * i] or 0), int(r[3 + 2 * i] or 0)) for r in rows]
+                pairs[metric] = ([(n, d) for inb, _, n, d in ps if inb and d],
+                                 [(n, d) for _, ina, n, d in ps if ina and d])
+    return Comparison(before, after, counts[0], counts[1],
+                      changes_from(sums, pairs, min_sessions=min_sessions, seed=seed))

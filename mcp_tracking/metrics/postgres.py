@@ -232,6 +232,54 @@ def session_totals(conn: Any, sessions: set[str] | None = None) -> dict[str, Tot
         conn.rollback()
 
 
+WINDOWED = """
+    WITH starts AS (
+        SELECT DISTINCT ON (session_id) session_id, created_at AS at, metadata->>'release' AS rel
+        FROM raw_analytics
+        WHERE event_name = 'session_start' AND session_id IS NOT NULL {and_where}
+        ORDER BY session_id, created_at),
+    per AS ({per_session}),
+    s AS (SELECT per.*, {in_before} AS in_before, {in_after} AS in_after
+          FROM per JOIN starts USING (session_id))
+    {select}
+"""
+
+
+def windowed(conn: Any, filters: dict[str, Any], windows: tuple[dict[str, Any], dict[str, Any]],
+             select: str, part: tuple[str | None, str | None] = (None, None)) -> list[tuple[Any, ...]]:
+    """``select`` run over ``s``: one row per session with a ``session_start`` (within ``filters``), its
+    ``PER_SESSION`` counts over all its events, and whether its start falls in each window (``in_before``,
+    ``in_after``; a window is ``since`` / ``until`` / ``release``, each optional). ``part`` is accepted for
+    the SQLite dialect's sake and must be whole: :func:`split_point` never splits here."""
+    if part != (None, None):
+        raise ValueError("the PostgreSQL dialect does not split sessions (its planner runs parallel workers)")
+    and_where, _ = where_clause(**filters, placeholder="%()", prefix="AND")
+    params = {k: v for k, v in filters.items() if v is not None}
+    conds = []
+    for side, window in zip(("before", "after"), windows, strict=True):
+        parts = []
+        for key, sql in (("since", "at >= %({s}_since)s"), ("until", "at < %({s}_until)s"),
+                         ("release", "rel = %({s}_release)s")):
+            if window.get(key) is not None:
+                parts.append(sql.format(s=side))
+                params[f"{side}_{key}"] = window[key]
+        conds.append("(" + " AND ".join(parts) + ")" if parts else "TRUE")
+    per = PER_SESSION.format(keys="session_id", where="WHERE session_id IS NOT NULL")
+    sql = WINDOWED.format(and_where=and_where, per_session=per, in_before=conds[0], in_after=conds[1],
+                          select=select)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return [tuple(r) for r in cur.fetchall()]
+    finally:
+        conn.rollback()
+
+
+def split_point(conn: Any) -> str | None:
+    """Never a split: PostgreSQL's planner already gives the session pass parallel workers."""
+    return None
+
+
 TOOL_FACTS = """
     SELECT event_name, tool_name,
         CASE event_name WHEN 'tool_call_retry' THEN metadata->>'retry_reason'

@@ -14,7 +14,7 @@ import sqlite3
 from typing import Any
 
 from mcp_tracking._json import loads
-from mcp_tracking.events import parse_timestamp
+from mcp_tracking.events import format_timestamp, parse_timestamp
 from mcp_tracking.metrics.model import (
     ERROR_EVENTS,
     RETRY_LOOP_MIN_CALLS,
@@ -225,6 +225,61 @@ def session_totals(conn: sqlite3.Connection, sessions: set[str] | None = None) -
     sql = PER_SESSION.format(keys="session_id", where="WHERE session_id IS NOT NULL")
     return {str(row[0]): session_totals_of(row[1:]) for row in conn.execute(sql)
             if sessions is None or row[0] in sessions}
+
+
+WINDOWED = """
+    WITH starts AS (
+        SELECT session_id, MIN(created_at) AS at, CAST(json_extract(metadata, '$.release') AS TEXT) AS rel
+        FROM raw_analytics
+        WHERE event_name = 'session_start' AND +session_id IS NOT NULL {aw} {part}
+        GROUP BY session_id),
+    per AS ({per_session}),
+    s AS (SELECT per.*, {in_before} AS in_before, {in_after} AS in_after
+          FROM per JOIN starts USING (session_id))
+    {select}
+"""
+
+
+def windowed(conn: sqlite3.Connection, filters: dict[str, Any], windows: tuple[dict[str, Any], dict[str, Any]],
+             select: str, part: tuple[str | None, str | None] = (None, None)) -> list[tuple[Any, ...]]:
+    """``select`` run over ``s``: one row per session with a ``session_start`` (within ``filters``), its
+    ``PER_SESSION`` counts over all its events, and whether its start falls in each window (``in_before``,
+    ``in_after``; a window is ``since`` / ``until`` / ``release``, each optional). ``part`` keeps the sessions
+    with ``low <= session_id < high`` (either bound optional: see :func:`split_point`)."""
+    aw, _ = where_clause(**filters, placeholder=":", prefix="AND")
+    params = named_params(**filters)
+    bounds = []
+    for mark, op, value in (("part_low", ">=", part[0]), ("part_high", "<", part[1])):
+        if value is not None:
+            bounds.append(f"AND session_id {op} :{mark}")
+            params[mark] = value
+    conds = []
+    for side, window in zip(("before", "after"), windows, strict=True):
+        parts = []
+        for key, sql in (("since", "at >= :{s}_since"), ("until", "at < :{s}_until"),
+                         ("release", "rel = :{s}_release")):
+            if window.get(key) is not None:
+                parts.append(sql.format(s=side))
+                value = window[key]
+                params[f"{side}_{key}"] = value if key == "release" else format_timestamp(value)
+        conds.append("(" + " AND ".join(parts) + ")" if parts else "1")
+    per = PER_SESSION.format(keys="session_id", where="WHERE session_id IS NOT NULL " + " ".join(bounds))
+    sql = WINDOWED.format(aw=aw, part=" ".join(bounds), per_session=per, in_before=conds[0], in_after=conds[1],
+                          select=select)
+    return [tuple(r) for r in conn.execute(sql, params)]
+
+
+def split_point(conn: sqlite3.Connection, samples: int = 1001, min_rows: int = 50_000) -> str | None:
+    """A session id near the events' median session id, from ``samples`` rows at evenly spaced rowids (point
+    reads, milliseconds): where :func:`windowed`'s work divides into two halves of about the same size for
+    two connections. ``None`` on a table under ``min_rows`` rows, where one pass is quicker than two."""
+    top = conn.execute("SELECT MAX(rowid) FROM raw_analytics").fetchone()[0] or 0
+    if top < min_rows:
+        return None
+    marks = ",".join(str(1 + i * (top - 1) // (samples - 1)) for i in range(samples))
+    ids = sorted(r[0] for r in conn.execute(f"SELECT session_id FROM raw_analytics WHERE rowid IN ({marks}) "
+                                            "AND session_id IS NOT NULL"))
+    return ids[len(ids) // 2] if ids else None
 
 
 TOOL_FACTS = """
