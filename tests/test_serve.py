@@ -159,3 +159,35 @@ def test_figures_are_kept_while_fresh_and_read_again_after(tmp_path):
             break
         time.sleep(0.05)
     assert len(fast.rows()) == 2 and fast.as_of > first_read
+
+
+def test_no_request_waits_for_a_slow_part(tmp_path):
+    """A part that takes longer than ``wait`` is computed on its own thread: the request gets at once a page
+    that says so (503, ``Retry-After``, reloading itself), and a later request gets the real page, equal to
+    the one an app that waited gives."""
+    from starlette.testclient import TestClient
+
+    from mcp_tracking.events import EventRecord
+    from mcp_tracking.report.serve import build_app
+    from mcp_tracking.sinks.sqlite import SQLiteSink
+
+    path = tmp_path / "big.db"
+    sink = SQLiteSink(path)
+    sink.write([EventRecord(name, f"u{i % 7}", f"s{i}", "srv", {"tool_name": "search"})
+                for i in range(20_000) for name in ("session_start", "tool_call_started", "tool_call_completed")])
+    sink.close()
+    url = f"sqlite:///{path}"
+    eager = TestClient(build_app(url, wait=0, warm=False))
+    first = eager.get("/sessions")
+    assert first.status_code == 503 and first.headers["retry-after"] == "1"
+    assert "Reading the store" in first.text and 'http-equiv="refresh"' in first.text
+    for _ in range(400):
+        got = eager.get("/sessions")
+        if got.status_code == 200:
+            break
+        time.sleep(0.05)
+    assert got.status_code == 200
+    patient = TestClient(build_app(url, wait=60, warm=False)).get("/sessions")
+    strip = __import__("re").compile(r" · as of [^<]*")
+    assert patient.status_code == 200 and 'href="/sessions/s' in patient.text
+    assert strip.sub("", got.text) == strip.sub("", patient.text)

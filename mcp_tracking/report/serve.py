@@ -6,8 +6,8 @@ SDK already brings).
 Pages: the overview (the ten metrics, their trend in minute / hour / day buckets chosen from the data's
 span, breakdowns by user, client and tool), the sessions (filter, sort, paginate), one session call by call
 (:mod:`mcp_tracking.report.timeline`), one tool (failures, latency, schema hot-spots, unknown names meant for
-it), ``advise`` and ``compare``. Everything is read from the store on each request (the session list is
-cached until the store's event count changes); names the agents chose are escaped everywhere.
+it), ``advise`` and ``compare``. Costly parts are computed on threads of their own and kept until the store
+changes, so no request waits on them (see :class:`Store`); names the agents chose are escaped everywhere.
 """
 
 from __future__ import annotations
@@ -38,6 +38,12 @@ MAX_BUCKETS = 60
 SORTS = {"started": lambda r: r["started"], "clarity": lambda r: (r["clarity"] is None, r["clarity"] or 0),
          "errors": lambda r: r["errors"], "steps": lambda r: r["steps"], "retries": lambda r: r["retries"]}
 OUTCOMES = ("succeeded", "completed, not successful", "no outcome")
+#: ``mcp-tracking serve``'s interpreter switch interval (Python's default is 5 ms): a request handled while a
+#: background thread reads the store gets the interpreter back within 1 ms, not 5, at each of the many
+#: hand-offs a request makes. Set by ``serve()`` for its own process only (``build_app`` mounted in someone
+#: else's app leaves theirs alone). On a 1M-event store the slowest response during the warm-up went from
+#: 320-420 ms to 175-240 ms (benchmarks/bench_serve.py).
+SWITCH_INTERVAL = 0.001
 
 
 def bucket_size(span: timedelta) -> tuple[str, timedelta]:
@@ -54,47 +60,121 @@ def _outcome(t: Totals) -> str:
     return "completed, not successful" if t.completed_sessions else "no outcome"
 
 
+class NotReady(Exception):
+    """A part of the page is still being read from the store (the request does not wait for it)."""
+
+    def __init__(self, key: str, started: float) -> None:
+        super().__init__(key)
+        self.key, self.started = key, started
+
+
+class _Pending:
+    __slots__ = ("done", "error", "started", "value")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.started = time.monotonic()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+
 class Store:
     """What the pages read: the store, with what is costly to compute (the per-session index, the metrics, the
-    session rows, the overview) kept between requests.
+    session rows, the overview, advice, comparisons) kept between requests.
 
-    The store's event count is checked at most every ``refresh`` seconds. When it changed, the pages go on
-    being served from the figures kept (each says "as of" when they were read) while a background thread
-    computes the new ones, which then replace them whole: only the very first request waits for a build."""
+    - **No request waits long.** A part not yet computed is computed on a thread of its own; the request waits
+      at most ``wait`` seconds for it and otherwise gets a short "still reading" page that reloads itself
+      (:class:`NotReady`). ``warm()`` starts the usual parts as the server starts.
+    - **A live store.** Its event count is checked at most every ``refresh`` seconds. When it changed, the
+      pages go on being served from the figures kept (each says "as of" when they were read) while a
+      background thread computes the new ones, which then replace them whole.
+    """
 
     def __init__(self, source: Sink | str | os.PathLike[str], mcp_name: str | None = None, *,
-                 refresh: float = 10.0) -> None:
+                 refresh: float = 10.0, wait: float = 0.1) -> None:
         self.sink = open_source(source)
         self.mcp_name = mcp_name
         self.refresh = refresh
-        self._lock = threading.RLock()  # a memoised page reads memoised parts
-        self._local = threading.local()  # the rebuilding thread fills a new generation
+        self.wait = wait
+        self._lock = threading.Lock()
+        self._local = threading.local()  # the rebuilding thread fills a new generation; fill threads nest
         self._version = -2
+        self._generation = 0  # bumped whenever the kept figures are replaced
         self._checked_at = 0.0
         self._rebuilding = False
         self.as_of: datetime | None = None  # when the kept figures were read
         self._memo: dict[str, Any] = {}
-        self._fns: dict[str, Callable[[], Any]] = {}
+        self._fns: dict[str, Callable[[], Any]] = {}  # what a rebuild computes again
+        self._filling: dict[str, _Pending] = {}
 
-    def memo(self, key: str, compute: Callable[[], Any]) -> Any:
+    def memo(self, key: str, compute: Callable[[], Any], *, rebuild: bool = True) -> Any:
         """``compute()``, kept between requests (see the class docs); always computed for stores that cannot
-        tell whether they changed (memory, JSON lines)."""
+        tell whether they changed (memory, JSON lines). ``rebuild=False``: dropped, not recomputed, when the
+        store changes (one comparison among the many a user may ask for)."""
         building = getattr(self._local, "building", None)
         if building is not None:  # inside a rebuild: the parts of the new generation
             if key not in building:
                 building[key] = compute()
             return building[key]
         with self._lock:
-            self._fns[key] = compute
+            if rebuild:
+                self._fns[key] = compute
             self._check()
-            if key not in self._memo:
-                self._memo[key] = compute()
-            return self._memo[key]
+            if key in self._memo:
+                return self._memo[key]
+            pending = self._filling.get(key)
+            owner = pending is None
+            if pending is None:
+                pending = self._filling[key] = _Pending()
+            generation = self._generation
+        nested = getattr(self._local, "filling", False)
+        if owner:
+            if nested:  # already on a fill thread: compute the part it needs right here
+                self._fill(key, compute, pending, generation)
+            else:
+                threading.Thread(target=self._fill_thread, args=(key, compute, pending, generation),
+                                 name="mcp-tracking-serve-fill", daemon=True).start()
+        if not pending.done.wait(None if nested else self.wait):
+            raise NotReady(key, pending.started)
+        if pending.error is not None:
+            raise pending.error
+        return pending.value
+
+    def _fill_thread(self, key: str, compute: Callable[[], Any], pending: _Pending, generation: int) -> None:
+        self._local.filling = True
+        self._fill(key, compute, pending, generation)
+
+    def _fill(self, key: str, compute: Callable[[], Any], pending: _Pending, generation: int) -> None:
+        try:
+            pending.value = compute()
+        except BaseException as exc:  # handed to every request that waits for it
+            pending.error = exc
+        finally:
+            with self._lock:
+                if pending.error is None and generation == self._generation:
+                    self._memo[key] = pending.value
+                if self._filling.get(key) is pending:
+                    del self._filling[key]
+            pending.done.set()
+
+    def warm(self) -> None:
+        """Start computing what the overview and the session list need, before anyone asks."""
+        def run() -> None:
+            self._local.filling = True
+            try:
+                overview(self)
+                self.rows()
+            except Exception:
+                from mcp_tracking._logging import warn_limited
+
+                warn_limited("serve-warm", "mcp_tracking: could not read the store ahead", exc_info=True)
+        threading.Thread(target=run, name="mcp-tracking-serve-warm", daemon=True).start()
 
     def _check(self) -> None:
-        """Under the lock: start a rebuild when the store changed (or compute in place when nothing is kept)."""
+        """Under the lock: start a rebuild when the store changed."""
         if not isinstance(self.sink, SQLStore):
             self._memo, self.as_of = {}, datetime.now(timezone.utc)
+            self._generation += 1
             return
         now = time.monotonic()
         if self._memo and now - self._checked_at < self.refresh:
@@ -103,7 +183,7 @@ class Store:
         version = self.sink.count()
         if version == self._version:
             return
-        if not self._memo:  # nothing to show meanwhile: this request builds
+        if not self._memo:  # nothing kept yet: the parts are computed as they are asked for
             self._version, self.as_of = version, datetime.now(timezone.utc)
         elif not self._rebuilding:
             self._rebuilding = True
@@ -120,6 +200,7 @@ class Store:
                     fresh[key] = fn()
             with self._lock:
                 self._memo, self._version, self.as_of = fresh, version, read_at
+                self._generation += 1
         except Exception:
             from mcp_tracking._logging import warn_limited
 
@@ -166,10 +247,10 @@ a{color:var(--accent)}td a{word-break:break-all}.advice li{margin:10px 0}.verdic
 """
 
 
-def page(title: str, body: str, *, subtitle: str = "") -> str:
+def page(title: str, body: str, *, subtitle: str = "", head: str = "") -> str:
     nav = "".join(f'<a href="{href}">{esc(label)}</a>' for href, label in NAV)
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" '
-            f'content="width=device-width,initial-scale=1"><title>{esc(title)} · mcp-tracking</title>'
+            f'content="width=device-width,initial-scale=1">{head}<title>{esc(title)} · mcp-tracking</title>'
             f"<style>{CSS}{EXTRA_CSS}</style></head><body><header><h1>{esc(title)}</h1>"
             f"<p>{esc(subtitle)}</p></header><nav>{nav}</nav><main>{body}</main>"
             f"<script>{SCRIPT}</script></body></html>")
@@ -371,7 +452,8 @@ def compare_page(store: Store, params: dict[str, str]) -> str:
     if at is not None or (rb and ra):
         before = Window(until=at, release=rb or None)
         after = Window(since=at, release=ra or None)
-        res = compare_windows(store.sink, before, after, mcp_name=store.mcp_name)
+        res = store.memo(f"compare {at} {rb!r} {ra!r}",
+                         lambda: compare_windows(store.sink, before, after, mcp_name=store.mcp_name), rebuild=False)
         rows = "".join(
             f'<tr><td>{esc(LABELS[c.metric][0])}</td><td class="n">{esc(fmt(c.before, percent=c.metric in PERCENT))}'
             f'</td><td class="n">{esc(fmt(c.after, percent=c.metric in PERCENT))}</td><td class="n">'
@@ -388,15 +470,18 @@ def compare_page(store: Store, params: dict[str, str]) -> str:
 # --- the app -------------------------------------------------------------------------------------
 
 
-def build_app(source: Sink | str | os.PathLike[str], *, mcp_name: str | None = None, refresh: float = 10.0) -> Any:
+def build_app(source: Sink | str | os.PathLike[str], *, mcp_name: str | None = None, refresh: float = 10.0,
+              wait: float = 0.1, warm: bool = True) -> Any:
     """The starlette app over ``source`` (opened read-only); figures are read again at most every ``refresh``
-    seconds while the store changes (a page says when they were read)."""
+    seconds while the store changes (a page says when they were read). A request waits at most ``wait``
+    seconds for a part still being computed (then it gets a page that reloads itself); ``warm`` starts
+    computing the overview and the session list at once."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import HTMLResponse
     from starlette.routing import Route
 
-    store = Store(source, mcp_name, refresh=refresh)
+    store = Store(source, mcp_name, refresh=refresh, wait=wait)
 
     def respond(html_text: str, status: int = 200) -> HTMLResponse:
         return HTMLResponse(html_text, status_code=status, headers={
@@ -404,24 +489,31 @@ def build_app(source: Sink | str | os.PathLike[str], *, mcp_name: str | None = N
                                        "img-src data:; form-action 'self'; base-uri 'none'",
             "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"})
 
-    async def home(request: Request) -> HTMLResponse:
-        return respond(overview(store))
+    def reading(exc: NotReady) -> HTMLResponse:
+        waited = time.monotonic() - exc.started
+        body = card("Reading the store", f"{waited:.0f} s so far",
+                    "<p>This part of the page is still being computed from the store; the page reloads itself "
+                    "and shows it as soon as it is ready.</p>", "reading")
+        response = respond(page("Reading the store…", body, head='<meta http-equiv="refresh" content="1">'), 503)
+        response.headers["Retry-After"] = "1"
+        return response
 
-    async def sessions(request: Request) -> HTMLResponse:
-        return respond(sessions_page(store, dict(request.query_params)))
+    def view(render: Callable[[Request], str]) -> Callable[[Request], HTMLResponse]:
+        def endpoint(request: Request) -> HTMLResponse:  # plain def: starlette runs it on its thread pool
+            try:
+                return respond(render(request))
+            except NotReady as exc:
+                return reading(exc)
+        return endpoint
 
-    async def one_session(request: Request) -> HTMLResponse:
-        return respond(session_page(store, request.path_params["sid"]))
-
-    async def tool(request: Request) -> HTMLResponse:
-        return respond(tool_page(store, request.path_params["name"]))
-
-    async def advice(request: Request) -> HTMLResponse:
-        return respond(advise_page(store))
-
-    async def compare(request: Request) -> HTMLResponse:
-        return respond(compare_page(store, dict(request.query_params)))
-
+    home = view(lambda r: overview(store))
+    sessions = view(lambda r: sessions_page(store, dict(r.query_params)))
+    one_session = view(lambda r: session_page(store, r.path_params["sid"]))
+    tool = view(lambda r: tool_page(store, r.path_params["name"]))
+    advice = view(lambda r: advise_page(store))
+    compare = view(lambda r: compare_page(store, dict(r.query_params)))
+    if warm:
+        store.warm()
     return Starlette(routes=[Route("/", home), Route("/sessions", sessions), Route("/sessions/{sid:path}", one_session),
                              Route("/tools/{name:path}", tool), Route("/advise", advice), Route("/compare", compare)])
 
@@ -429,8 +521,11 @@ def build_app(source: Sink | str | os.PathLike[str], *, mcp_name: str | None = N
 def serve(source: str, *, host: str = "127.0.0.1", port: int = 8765, mcp_name: str | None = None,
           refresh: float = 10.0) -> None:
     """Run the UI until interrupted (uvicorn, logs to stderr)."""
+    import sys
+
     import uvicorn
 
+    sys.setswitchinterval(SWITCH_INTERVAL)  # this process only serves the UI: see SWITCH_INTERVAL
     uvicorn.run(build_app(source, mcp_name=mcp_name, refresh=refresh), host=host, port=port, log_level="warning")
 
 
