@@ -74,11 +74,25 @@ def _browser():
     browser.quit()
 
 
+def loaded(browser, url=None):
+    """Open ``url`` (or stay), then wait while the page says it is still reading the store: under load a part may
+    take longer than the request waits for it, and that page reloads itself until it is there."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    if url is not None:
+        browser.get(url)
+    WebDriverWait(browser, 60, poll_frequency=0.2).until(
+        lambda b: b.execute_script("return document.readyState") == "complete"
+        and not b.find_elements(By.ID, "reading"))
+    return browser
+
+
 def test_overview_shows_the_stores_metrics(site, browser):
     from selenium.webdriver.common.by import By
 
     url, base = site
-    browser.get(base + "/")
+    loaded(browser, base + "/")
     expected = compute_metrics(url).value("task_completion_rate")
     shown = browser.find_element(By.CSS_SELECTOR, '[data-metric="task_completion_rate"] .v').text
     assert shown == fmt(expected, percent=True)
@@ -91,14 +105,16 @@ def test_filter_sessions_and_open_a_timeline(site, browser):
     from selenium.webdriver.common.by import By
 
     url, base = site
-    browser.get(base + "/sessions")
+    loaded(browser, base + "/sessions")
     assert len(browser.find_elements(By.CSS_SELECTOR, "tr.session-row")) == 3
     box = browser.find_element(By.NAME, "q")
     box.send_keys("bob")
     box.submit()
+    loaded(browser)
     rows = browser.find_elements(By.CSS_SELECTOR, "tr.session-row")
     assert len(rows) == 1 and "bob" in rows[0].text
     rows[0].find_element(By.TAG_NAME, "a").click()
+    loaded(browser)
     sid = browser.find_element(By.CSS_SELECTOR, "section.timeline").get_attribute("data-session")
     steps = browser.find_elements(By.CSS_SELECTOR, "tr.step")
     expected = session_timeline(url, sid).steps
@@ -112,10 +128,10 @@ def test_hostile_names_are_shown_not_run(site, browser):
 
     _, base = site
     for path in ("/", "/sessions", "/sessions/evil-session", "/advise"):
-        browser.get(base + path)
+        loaded(browser, base + path)
         assert browser.find_elements(By.TAG_NAME, "img") == []
         assert browser.execute_script("return document.body.getAttribute('data-rendered')") == "1"
-    browser.get(base + "/sessions/evil-session")
+    loaded(browser, base + "/sessions/evil-session")
     assert EVIL_TOOL in browser.find_element(By.CSS_SELECTOR, "section.timeline").text
 
 
@@ -123,7 +139,7 @@ def test_compare_page(site, browser):
     from selenium.webdriver.common.by import By
 
     _, base = site
-    browser.get(base + "/compare?split=2000-01-01")
+    loaded(browser, base + "/compare?split=2000-01-01")
     rows = browser.find_elements(By.CSS_SELECTOR, "#compare tr")
     assert len(rows) == 9 and "too little data" in browser.find_element(By.ID, "compare").text
 
@@ -191,3 +207,37 @@ def test_no_request_waits_for_a_slow_part(tmp_path):
     strip = __import__("re").compile(r" · as of [^<]*")
     assert patient.status_code == 200 and 'href="/sessions/s' in patient.text
     assert strip.sub("", got.text) == strip.sub("", patient.text)
+
+
+def test_a_page_still_being_read_reloads_itself_in_the_browser(tmp_path, browser):
+    """With a store big enough that the session list is not ready at once, the browser first gets the "still
+    reading" page, and without anyone clicking it turns into the session list."""
+    uvicorn = pytest.importorskip("uvicorn")
+    from selenium.webdriver.common.by import By
+
+    from mcp_tracking.events import EventRecord
+    from mcp_tracking.report.serve import build_app
+    from mcp_tracking.sinks.sqlite import SQLiteSink
+
+    path = tmp_path / "slow.db"
+    sink = SQLiteSink(path)
+    sink.write([EventRecord(name, "u", f"s{i}", "srv", {"tool_name": "search"})
+                for i in range(20_000) for name in ("session_start", "tool_call_started", "tool_call_completed")])
+    sink.close()
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(build_app(f"sqlite:///{path}", wait=0, warm=False), host="127.0.0.1",
+                                           port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            time.sleep(0.05)
+        browser.get(f"http://127.0.0.1:{port}/sessions")
+        assert browser.find_elements(By.ID, "reading")  # what the first answer was
+        loaded(browser)  # reloads by itself
+        assert len(browser.find_elements(By.CSS_SELECTOR, "tr.session-row")) > 0
+    finally:
+        server.should_exit = True
+        thread.join(10)
