@@ -241,3 +241,23 @@ def test_a_page_still_being_read_reloads_itself_in_the_browser(tmp_path, browser
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_a_store_that_cannot_tell_it_changed_is_read_again_after_refresh():
+    """A memory store has no event count to check: its figures are kept for ``refresh`` seconds, then read
+    again behind the kept ones, like a SQL store that changed (never recomputed by every request)."""
+    from mcp_tracking import MemorySink
+    from mcp_tracking.events import EventRecord
+    from mcp_tracking.report.serve import Store
+
+    sink = MemorySink()
+    sink.write([EventRecord("session_start", "u", "first", "srv", {})])
+    kept, fresh = Store(sink, refresh=3600), Store(sink, refresh=0)
+    assert len(kept.rows()) == len(fresh.rows()) == 1
+    sink.write([EventRecord("session_start", "u", "second", "srv", {})])
+    assert len(kept.rows()) == 1
+    for _ in range(200):
+        if len(fresh.rows()) == 2:
+            break
+        time.sleep(0.05)
+    assert len(fresh.rows()) == 2 and len(kept.rows()) == 1

@@ -85,7 +85,8 @@ class Store:
     - **No request waits long.** A part not yet computed is computed on a thread of its own; the request waits
       at most ``wait`` seconds for it and otherwise gets a short "still reading" page that reloads itself
       (:class:`NotReady`). ``warm()`` starts the usual parts as the server starts.
-    - **A live store.** Its event count is checked at most every ``refresh`` seconds. When it changed, the
+    - **A live store.** Its event count is checked at most every ``refresh`` seconds (a memory or JSON-lines
+      store, which cannot tell, counts as changed every ``refresh`` seconds). When it changed, the
       pages go on being served from the figures kept (each says "as of" when they were read) while a
       background thread computes the new ones, which then replace them whole.
     """
@@ -108,9 +109,8 @@ class Store:
         self._filling: dict[str, _Pending] = {}
 
     def memo(self, key: str, compute: Callable[[], Any], *, rebuild: bool = True) -> Any:
-        """``compute()``, kept between requests (see the class docs); always computed for stores that cannot
-        tell whether they changed (memory, JSON lines). ``rebuild=False``: dropped, not recomputed, when the
-        store changes (one comparison among the many a user may ask for)."""
+        """``compute()``, kept between requests (see the class docs). ``rebuild=False``: dropped, not
+        recomputed, when the store changes (one comparison among the many a user may ask for)."""
         building = getattr(self._local, "building", None)
         if building is not None:  # inside a rebuild: the parts of the new generation
             if key not in building:
@@ -171,16 +171,13 @@ class Store:
         threading.Thread(target=run, name="mcp-tracking-serve-warm", daemon=True).start()
 
     def _check(self) -> None:
-        """Under the lock: start a rebuild when the store changed."""
-        if not isinstance(self.sink, SQLStore):
-            self._memo, self.as_of = {}, datetime.now(timezone.utc)
-            self._generation += 1
-            return
+        """Under the lock: start a rebuild when the store changed. Stores that cannot tell (memory, JSON lines)
+        count as changed every ``refresh`` seconds."""
         now = time.monotonic()
         if self._memo and now - self._checked_at < self.refresh:
             return
         self._checked_at = now
-        version = self.sink.count()
+        version = self.sink.count() if isinstance(self.sink, SQLStore) else self._version + 1
         if version == self._version:
             return
         if not self._memo:  # nothing kept yet: the parts are computed as they are asked for
