@@ -30,9 +30,10 @@ from mcp_tracking.emit.emitter import EVENT_OVERHEAD, Emitter, EmitterStats
 from mcp_tracking.emit.emitter import _close_all as _close_all_emitters
 from mcp_tracking.emit.processors import Processor, default_processors
 from mcp_tracking.emit.shutdown import install_sigterm_handler, register_drainer
+from mcp_tracking.emit.writer import WriterSpec
 from mcp_tracking.events import EventName, EventRecord
 from mcp_tracking.sinks import sink_from_url
-from mcp_tracking.sinks.base import QueryableSink, Sink
+from mcp_tracking.sinks.base import QueryableSink, Respawnable, Sink
 
 E = EventName
 class AnalyticsClient:
@@ -90,7 +91,9 @@ class AnalyticsClient:
         handle_sigterm: bool = True,
         shared_state: StateBackend | str | None = None,
         release: str | None = None,
+        writer: str | None = None,
     ) -> None:
+        built_here = not isinstance(sink, Sink)
         self.sink: Sink = sink if isinstance(sink, Sink) else sink_from_url(sink)
         self.keys_only = keys_only  # no argument value stored anywhere (validation messages included)
         emitter_opts: dict[str, Any] = {}
@@ -106,9 +109,11 @@ class AnalyticsClient:
             emitter_opts["retry_timeout"] = retry_timeout
         if spool_after is not None:
             emitter_opts["spool_after"] = spool_after
+        spec = _writer_spec(self.sink, writer, built_here=built_here, redact=redact, keys_only=keys_only,
+                            custom=bool(processors))
         self.emitter = Emitter(
             self.sink, processors=default_processors(redact=redact, keys_only=keys_only, extra=processors),
-            spool_dir=spool_dir, **emitter_opts,
+            spool_dir=spool_dir, writer=spec, **emitter_opts,
         )
         if shared_state is None:
             shared_state = os.environ.get("MCP_TRACKING_SHARED_STATE") or None
@@ -132,6 +137,11 @@ class AnalyticsClient:
 
     def __repr__(self) -> str:
         return f"AnalyticsClient(sink={self.sink!r}, mcp_name={self.mcp_name!r})"
+
+    @property
+    def writer_pid(self) -> int | None:
+        """The writer process's pid while it runs; ``None`` when the worker thread writes."""
+        return self.emitter.writer_pid
 
     # the tracker's parts, as attributes of the client (for hosts and tests that read them)
     @property
@@ -572,3 +582,25 @@ def _state_backend(spec: StateBackend | str | None, idle_timeout: float) -> Stat
 
         return RedisState(spec, idle_timeout=idle_timeout)
     return spec
+
+
+WRITERS = ("auto", "process", "thread")
+
+
+def _writer_spec(sink: Sink, writer: str | None, *, built_here: bool, redact: bool, keys_only: bool,
+                 custom: bool) -> WriterSpec | None:
+    """Whether a writer process writes (see :mod:`mcp_tracking.emit.writer`): ``writer`` or
+    ``MCP_TRACKING_WRITER``; ``auto`` (the default) is a process for a SQLite or PostgreSQL store the client
+    opened from a URL or path, with the built-in processors; ``process`` asks for it with a store object of
+    yours too; ``thread`` never. A store object you built, a processor of yours (it lives in this
+    process), or a platform without ``fork``/``exec`` pipes stay on the worker thread."""
+    choice = (writer or os.environ.get("MCP_TRACKING_WRITER") or "auto").strip().lower()
+    if choice not in WRITERS:
+        raise ValueError(f"writer must be one of {', '.join(WRITERS)}, not {choice!r}")
+    if choice == "thread" or (choice == "auto" and not built_here) or custom or os.name != "posix":
+        return None
+    spec = sink.writer_spec() if isinstance(sink, Respawnable) else None
+    if spec is None:
+        return None
+    kind, options = spec
+    return WriterSpec(kind, options, redact=redact, keys_only=keys_only)

@@ -21,7 +21,8 @@ from typing import Any
 from mcp_tracking._logging import warn_limited
 from mcp_tracking.emit.processors import FastPath, Processor, default_processors, ensure_json
 from mcp_tracking.emit.spool import Spool, default_spool_dir, fallback_spool_dir
-from mcp_tracking.events import EventRecord
+from mcp_tracking.emit.writer import WriterGone, WriterProcess, WriterSpec
+from mcp_tracking.events import SCHEMA_VERSION, EventRecord
 from mcp_tracking.sinks.base import HealthStore, Sink
 
 DEFAULT_MAX_QUEUE_SIZE = 50_000
@@ -32,6 +33,9 @@ DEFAULT_BATCH_SIZE = 1000
 DEFAULT_FLUSH_INTERVAL = 0.5
 DEFAULT_RETRY_TIMEOUT = 60.0
 HEALTH_INTERVAL = 10.0
+#: the counters the writer process keeps for what it was handed (added to the emitter's own)
+WRITER_COUNTERS = ("written", "spooled", "replayed", "failed_writes", "failed_events", "rejected", "forged",
+                   "processor_errors", "retries", "dropped", "dropped_bytes")
 MAX_BACKOFF = 2.0
 
 
@@ -99,6 +103,7 @@ class Emitter:
         retry_backoff: float = 0.05,
         spool_dir: str | os.PathLike[str] | bool | None = None,
         spool_after: float = 2.0,
+        writer: WriterSpec | None = None,
     ) -> None:
         if max_queue_size <= 0 or batch_size <= 0 or max_queue_bytes <= 0:
             raise ValueError("max_queue_size, max_queue_bytes and batch_size must be positive")
@@ -133,6 +138,18 @@ class Emitter:
                 warn_limited("spool-unusable", "mcp_tracking: no spool (%s); a store that stays down loses events",
                              "; ".join(problems))
         self.spool_after = spool_after
+        #: with a writer process (see :mod:`mcp_tracking.emit.writer`) the batches are handed to it; the spool
+        #: above is then its (it replays it), and ours again only if it dies
+        if writer is not None:
+            writer.emitter = {"max_queue_size": max_queue_size, "max_queue_bytes": max_queue_bytes,
+                              "batch_size": batch_size, "flush_interval": flush_interval,
+                              "retry_timeout": retry_timeout, "retry_backoff": retry_backoff,
+                              "spool_dir": str(self.spool.dir) if self.spool is not None else False,
+                              "spool_after": spool_after}
+        self._writer_spec = writer
+        self._writer: WriterProcess | None = WriterProcess(writer) if writer is not None else None
+        self._child: dict[str, int] = {}  # the writer's counters, as of its last answer
+        self._close_timeout: float | None = 10.0
         self._next_replay = 0.0
         self._replay_delay = retry_backoff
         self._tick_callbacks: list[Callable[[], object]] = []
@@ -196,9 +213,14 @@ class Emitter:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def _reinit_after_fork(self) -> None:
-        """In a forked child: fresh locks (the parent's may have been held at the fork) and no worker."""
+        """In a forked child: fresh locks (the parent's may have been held at the fork), no worker, and a
+        writer process of its own when it first writes (the parent's is let go without a word)."""
         pending = [item for item in self._queue if type(item) is not _Mark]  # a parent thread's flush
         closed = self._closed
+        if self._writer is not None:
+            self._writer.abandon()
+            self._writer = WriterProcess(self._writer.spec)
+        self._child = {}
         self._init_state()
         self._closed = closed
         self._queue.extend(pending)
@@ -237,7 +259,8 @@ class Emitter:
         delivered: written to the store, or spooled for a later process to replay (``False`` when any was
         given up, or the queue could not be drained in time)."""
         if self._closed:
-            return self._queue_empty() and self._stats.failed_events == 0
+            return self._queue_empty() and self.stats.failed_events == 0
+        self._close_timeout = timeout
         drained = self.flush(timeout)
         self._closed = True
         self._wake.set()
@@ -249,7 +272,7 @@ class Emitter:
         except Exception:
             warn_limited("sink-close", "mcp_tracking: sink %r failed to close", self.sink, exc_info=True)
         _LIVE.discard(self)
-        return drained and self._stats.failed_events == 0
+        return drained and self.stats.failed_events == 0
 
     def _queue_empty(self) -> bool:
         return all(type(item) is _Mark for item in self._queue)
@@ -263,7 +286,15 @@ class Emitter:
         s.queued_bytes = max(0, self._bytes_in - self._bytes_out)
         if self.spool is not None:
             s.forged = self.spool.forged
-        return EmitterStats(**asdict(s))
+        out = EmitterStats(**asdict(s))
+        for key in WRITER_COUNTERS:  # what the writer process did with what it was handed
+            setattr(out, key, getattr(out, key) + int(self._child.get(key, 0)))
+        return out
+
+    @property
+    def writer_pid(self) -> int | None:
+        """The writer process's pid while it runs (``None``: the worker thread writes)."""
+        return self._writer.pid if self._writer is not None else None
 
     # -- worker ----------------------------------------------------------------------------------
 
@@ -272,15 +303,19 @@ class Emitter:
         while True:
             self._wake.wait(self.flush_interval)
             self._wake.clear()
-            wrote = self._replay()
+            wrote = self._replay() if self._writer is None else False
             while self._queue:
                 batch, marks = self._take_batch()
                 if batch:
                     self._write(batch)
                     wrote = True
+                if marks and self._writer is not None:
+                    self._sync()  # a flush waits for the writer process too
                 for mark in marks:
                     mark.set()
-            if wrote:
+            if wrote and self._writer is not None:
+                self._sync()  # its counters, and one cycle in flight at most
+            elif wrote:
                 try:
                     self.sink.flush()
                 except Exception:
@@ -293,10 +328,68 @@ class Emitter:
                         cb()
                     except Exception:
                         warn_limited("tick", "mcp_tracking: periodic task %r failed", cb, exc_info=True)
-            if now - self._health_at >= HEALTH_INTERVAL or (self._closed and not self._queue):
-                self._write_health(now)
+            if self._writer is None and (now - self._health_at >= HEALTH_INTERVAL
+                                         or (self._closed and not self._queue)):
+                self._write_health(now)  # (the writer process records its own)
             if self._closed and not self._queue:
+                if self._writer is not None:
+                    self._quit_writer()
                 return
+
+    # -- the writer process ------------------------------------------------------------------------
+
+    def _hand_over(self, batch: list[Queued]) -> bool:
+        """Give ``batch`` to the writer process; ``False`` when there is none (any more)."""
+        writer = self._writer
+        if writer is None:
+            return False
+        wire: list[list[Any]] = []
+        for item in batch:
+            if type(item) is EventRecord:
+                wire.append([item.event_name, item.user_id, item.session_id, item.mcp_name, item.metadata,
+                             item.ts_us, item._event_id, item.schema_version])
+            else:
+                name, user, session, mcp, md, ts_us = item[:6]  # type: ignore[misc,index]
+                wire.append([name, user, session, mcp, md, ts_us, None, SCHEMA_VERSION])
+        try:
+            writer.send(wire)
+            return True
+        except WriterGone:
+            self._lost_writer(writer)
+            return False
+        except Exception:  # not JSON even after making it safe: the thread's chain counts what fails
+            warn_limited("writer-encode", "mcp_tracking: a batch could not be handed to the writer process; "
+                         "written here", exc_info=True)
+            return False
+
+    def _sync(self) -> None:
+        writer = self._writer
+        if writer is None:
+            return
+        try:
+            self._child = dict(writer.sync())
+        except WriterGone:
+            self._lost_writer(writer)
+
+    def _quit_writer(self) -> None:
+        writer = self._writer
+        if writer is None:
+            return
+        try:
+            self._child = dict(writer.quit(self._close_timeout))
+        except WriterGone:
+            self._lost_writer(writer)
+
+    def _lost_writer(self, writer: WriterProcess) -> None:
+        """The writer process could not start or died: what it had not confirmed is counted as failed, and
+        the thread writes from now on (with the spool the writer used)."""
+        self._child = dict(writer.counters)
+        self._stats.failed_events += writer.pending
+        warn_limited("writer-gone", "mcp_tracking: the writer process is gone (%d events it had not confirmed "
+                     "are counted as failed); writing on the worker thread from now on", writer.pending,
+                     exc_info=True)
+        writer.kill()
+        self._writer = None
 
     def _write_health(self, now: float) -> None:
         """Record this process's counters in the store, where it can (SQLite, PostgreSQL)."""
@@ -464,6 +557,8 @@ class Emitter:
         return True
 
     def _write(self, batch: list[Queued]) -> None:
+        if self._writer is not None and self._hand_over(batch):
+            return
         try:
             events = self._process(self._materialize(batch))
             spool = self.spool

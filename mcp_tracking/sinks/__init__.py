@@ -15,7 +15,7 @@ from mcp_tracking.sinks.sqlite import SQLiteSink
 DEFAULT_URL = "sqlite:///mcp_tracking.db"
 
 __all__ = ["DEFAULT_URL", "JSONLSink", "MemorySink", "QueryableSink", "SQLiteSink", "Sink", "default_url",
-           "sink_from_url"]
+           "sink_from_spec", "sink_from_url"]
 
 
 def default_url() -> str:
@@ -33,6 +33,30 @@ def _path_of(url: str, scheme: str) -> Path:
     if not rest:
         raise ValueError(f"{url!r} names no file")
     return Path(unquote(rest))
+
+
+def sink_from_spec(kind: str, options: dict[str, Any]) -> Sink:
+    """Rebuild a store from what its ``writer_spec()`` gave (how the writer process opens the server's store,
+    see :class:`~mcp_tracking.sinks.base.Respawnable`): ``sqlite``, ``postgresql``, or ``module:Class`` for a
+    store class of yours, built with ``options`` as keyword arguments."""
+    if kind == "sqlite":
+        return SQLiteSink(**options)
+    if kind == "postgresql":
+        from mcp_tracking.sinks.postgres import PostgresSink
+
+        return PostgresSink(**options)
+    module, sep, name = kind.partition(":")
+    if not sep:
+        raise ValueError(f"no store of kind {kind!r}")
+    import importlib
+
+    target: Any = importlib.import_module(module)
+    for part in name.split("."):
+        target = getattr(target, part)
+    sink = target(**options)
+    if not isinstance(sink, Sink):
+        raise TypeError(f"{kind} did not build a sink")
+    return sink
 
 
 def sink_from_url(url: str | os.PathLike[str] | None = None, *, read_only: bool = False, **options: Any) -> Sink:

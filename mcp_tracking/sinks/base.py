@@ -97,6 +97,18 @@ class LiveSpans(Protocol):
         ...
 
 
+@runtime_checkable
+class Respawnable(Protocol):
+    """A store another process can open as this one is: what the writer process (see
+    :mod:`mcp_tracking.emit.writer`) writes through, off the server's interpreter."""
+
+    def writer_spec(self) -> tuple[str, dict[str, Any]] | None:
+        """``(kind, options)`` for :func:`~mcp_tracking.sinks.sink_from_spec`: ``"sqlite"``, ``"postgresql"``
+        or ``"module:Class"`` (built as ``Class(**options)``; the options must be JSON); ``None`` when this
+        store must be written where it is (state of yours in it)."""
+        ...
+
+
 def matches(
     event: dict[str, Any],
     *,

@@ -123,6 +123,12 @@ class PostgresSink:
     def __repr__(self) -> str:
         return f"PostgresSink({_redact_url(self.url)!r})"
 
+    def writer_spec(self) -> tuple[str, dict[str, Any]] | None:
+        """How a writer process opens this store (``None``: a subclass, or a write of its own, stays here)."""
+        if type(self) is not PostgresSink or "write" in vars(self) or self.read_only:
+            return None
+        return "postgresql", {"url": self.url, "connect_timeout": self.connect_timeout}
+
     def _connect(self, *, read_only: bool = False) -> Any:
         try:
             conn = psycopg.connect(self.url, connect_timeout=max(1, int(self.connect_timeout)), autocommit=False)

@@ -118,6 +118,12 @@ class SQLiteSink:
     def __repr__(self) -> str:
         return f"SQLiteSink({str(self.path)!r})"
 
+    def writer_spec(self) -> tuple[str, dict[str, Any]] | None:
+        """How a writer process opens this store (``None``: a subclass, or a write of its own, stays here)."""
+        if type(self) is not SQLiteSink or "write" in vars(self) or self.read_only:
+            return None
+        return "sqlite", {"path": str(self.path.resolve()), "synchronous": self.synchronous}
+
     # -- write side ------------------------------------------------------------------------------
 
     def _replaced(self) -> bool:
