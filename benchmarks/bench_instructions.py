@@ -3,12 +3,14 @@ machine's load (the wall-clock benchmarks here spread ±10-15% between runs).
 
     python benchmarks/bench_instructions.py [--framework mcpserver|fastmcp] [--lo 100 --hi 300]
 
-Each variant (untracked, the minimal reference middleware of ``_floor.py`` on MCPServer, tracked into SQLite)
-runs twice under ``valgrind --tool=callgrind --separate-threads=yes``:
+Each variant (untracked, the minimal reference middleware of ``_floor.py`` on MCPServer, tracked into SQLite
+through the writer process as by default, and tracked with the worker thread writing, ``tracked-thread``) runs
+twice under ``valgrind --tool=callgrind --separate-threads=yes --trace-children=yes``:
 ``--lo`` and ``--hi`` calls through a real in-process client, after the same warm-up. The difference of the two
 runs divided by ``hi - lo`` is the cost of one call, without the start-up and the imports. Printed per thread:
 the server's own thread (the request path, and the client's side of the call, which is the same in both
-variants) and every other thread together (the emitter's worker, and the framework's threads for a sync
+variants) and every other thread of every process together (the emitter's worker, the writer process, and
+the framework's threads for a sync
 tool), each with its ratio to untracked. A whole run takes a few minutes: the interpreter is ~50x slower
 under callgrind.
 
@@ -36,6 +38,7 @@ from _common import framework, warm_up
 
 
 async def child(kind: str, variant: str, calls: int, db: str) -> None:
+    Path(db + ".pid").write_text(str(os.getpid()))
     connect, make, call = framework(kind)
     server = make(variant)
     client = None
@@ -43,10 +46,11 @@ async def child(kind: str, variant: str, calls: int, db: str) -> None:
         from _floor import MinimalMiddleware
 
         server.middleware.append(MinimalMiddleware(server))
-    if variant == "tracked":
+    if variant.startswith("tracked"):
         from mcp_tracking import AnalyticsClient, instrument
 
-        client = AnalyticsClient(f"sqlite:///{db}", handle_sigterm=False)
+        writer = "thread" if variant == "tracked-thread" else None  # the default: the writer process
+        client = AnalyticsClient(f"sqlite:///{db}", handle_sigterm=False, writer=writer)
         instrument(server, client)
     async with connect(server) as c:
         await warm_up(c, call)
@@ -56,30 +60,37 @@ async def child(kind: str, variant: str, calls: int, db: str) -> None:
         client.close()
 
 
-def totals(out_dir: str) -> dict[int, int]:
-    """Instructions per thread (callgrind numbers threads from 1, the main thread) of one run."""
-    per: dict[int, int] = {}
-    for path in glob.glob(os.path.join(out_dir, "cg.out*")):
-        m = re.search(r"-(\d+)$", path)
-        thread = int(m.group(1)) if m else 1
+def totals(out_dir: str) -> dict[tuple[int, int], int]:
+    """Instructions per (process, thread) of one run (callgrind numbers a process's threads from 1, its main
+    thread; files are ``cg.out.<pid>-<thread>``)."""
+    per: dict[tuple[int, int], int] = {}
+    for path in glob.glob(os.path.join(out_dir, "cg.out.*")):
+        m = re.search(r"cg\.out\.(\d+)(?:-(\d+))?$", path)
+        if m is None:
+            continue
+        key = (int(m.group(1)), int(m.group(2) or 1))
         with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 if line.startswith(("totals:", "summary:")):
-                    per[thread] = per.get(thread, 0) + int(line.split()[1])
+                    per[key] = per.get(key, 0) + int(line.split()[1])
                     break
     return per
 
 
 def count(kind: str, variant: str, calls: int) -> tuple[int, int]:
-    """(main thread, other threads) instructions of one run under callgrind."""
+    """(the server's thread, every other thread of every process) instructions of one run under callgrind,
+    the writer process included (``--trace-children``)."""
     with tempfile.TemporaryDirectory(prefix="bench-instr-") as d:
-        cmd = ["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={d}/cg.out",
-               sys.executable, __file__, "--child", kind, variant, str(calls), os.path.join(d, "events.db")]
+        cmd = ["valgrind", "--tool=callgrind", "--separate-threads=yes", "--trace-children=yes",
+               f"--callgrind-out-file={d}/cg.out.%p", sys.executable, __file__, "--child", kind, variant,
+               str(calls), os.path.join(d, "events.db")]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(f"callgrind run failed ({variant}, {calls} calls):\n{proc.stderr[-2000:]}")
         per = totals(d)
-    return per.get(1, 0), sum(n for t, n in per.items() if t != 1)
+        main_pid = int(Path(d, "events.db.pid").read_text())
+    server = per.get((main_pid, 1), 0)
+    return server, sum(per.values()) - server
 
 
 def main() -> None:
@@ -100,7 +111,8 @@ def main() -> None:
     print(f"mcp_tracking from {Path(mcp_tracking.__file__).parent}; {args.framework}; "
           f"calls {args.hi} minus {args.lo}", flush=True)
     per_call: dict[str, tuple[float, float]] = {}
-    variants = ("untracked", "minimal", "tracked") if args.framework == "mcpserver" else ("untracked", "tracked")
+    variants = (("untracked", "minimal", "tracked", "tracked-thread") if args.framework == "mcpserver"
+                else ("untracked", "tracked", "tracked-thread"))
     for variant in variants:
         lo, hi = count(args.framework, variant, args.lo), count(args.framework, variant, args.hi)
         n = args.hi - args.lo

@@ -40,7 +40,7 @@ import orjson
 
 FRAME = struct.Struct(">IB")
 #: how long the worker waits for a new writer to say it is ready (imports, opening the store)
-START_TIMEOUT = 30.0
+START_TIMEOUT = 120.0
 
 
 @dataclass
