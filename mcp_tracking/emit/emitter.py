@@ -22,7 +22,7 @@ from mcp_tracking._logging import warn_limited
 from mcp_tracking.emit.processors import FastPath, Processor, default_processors, ensure_json
 from mcp_tracking.emit.spool import Spool, default_spool_dir, fallback_spool_dir
 from mcp_tracking.emit.writer import WriterGone, WriterProcess, WriterSpec
-from mcp_tracking.events import SCHEMA_VERSION, EventRecord
+from mcp_tracking.events import EventRecord
 from mcp_tracking.sinks.base import HealthStore, Sink
 
 DEFAULT_MAX_QUEUE_SIZE = 50_000
@@ -343,14 +343,11 @@ class Emitter:
         writer = self._writer
         if writer is None:
             return False
-        wire: list[list[Any]] = []
-        for item in batch:
-            if type(item) is EventRecord:
-                wire.append([item.event_name, item.user_id, item.session_id, item.mcp_name, item.metadata,
-                             item.ts_us, item._event_id, item.schema_version])
-            else:
-                name, user, session, mcp, md, ts_us = item[:6]  # type: ignore[misc,index]
-                wire.append([name, user, session, mcp, md, ts_us, None, SCHEMA_VERSION])
+        # the request path queues most events as argument tuples, which go over as they are (orjson writes a
+        # tuple as an array: no per-event Python here); a record (the SDK's) goes as its eight fields
+        wire: list[Any] = [item if type(item) is tuple else
+                           [item.event_name, item.user_id, item.session_id, item.mcp_name, item.metadata,  # type: ignore[union-attr]
+                            item.ts_us, item._event_id, item.schema_version] for item in batch]  # type: ignore[union-attr]
         try:
             writer.send(wire)
             return True

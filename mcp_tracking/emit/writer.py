@@ -14,10 +14,11 @@ ends: when the server closes the emitter, exits, or dies, even by SIGKILL (the k
 it writes what it has received, then exits. No orphan outlives its work.
 
 **Protocol.** Frames of ``>IB`` (payload length, kind) then the payload: ``C`` the configuration (JSON),
-``E`` a batch of events (a JSON array of ``[event_name, user_id, session_id, mcp_name, metadata, ts_us,
-event_id, schema_version]``), ``S`` sync (the writer answers ``A`` with its counters once everything sent
-before is written or spooled), ``Q`` quit (drain, answer ``A``, exit). The writer answers ``A`` once too
-when it is ready.
+``E`` a batch of events (a JSON array whose items are the queue's argument tuples as they are, ``[event_name,
+user_id, session_id, mcp_name, metadata, ts_us, queued_bytes]``, or a record's ``[event_name, user_id,
+session_id, mcp_name, metadata, ts_us, event_id, schema_version]``), ``S`` sync (the writer answers ``A``
+with its counters once everything sent before is written or spooled), ``Q`` quit (drain, answer ``A``,
+exit). The writer answers ``A`` once too when it is ready.
 
 **What can be lost.** The same as with the thread: events still in the server's queue when the server is
 killed. Everything the server has handed over is written, even if the server dies right after. If the
@@ -88,7 +89,7 @@ class WriterProcess:
         self._send(b"C", orjson.dumps(asdict(self.spec)))
         self._answer(START_TIMEOUT)
 
-    def send(self, items: list[list[Any]]) -> None:
+    def send(self, items: list[Any]) -> None:
         """Hand over a batch (see :func:`encode`)."""
         if self.proc is None:
             self.start()
@@ -182,7 +183,7 @@ class WriterProcess:
         return self.counters
 
 
-def encode(items: list[list[Any]]) -> bytes:
+def encode(items: list[Any]) -> bytes:
     """A batch as JSON. An event whose metadata JSON cannot carry (non-str keys, objects) is made JSON-safe
     here first, as the processors would make it (rare: the request path queues JSON-shaped metadata)."""
     try:
@@ -200,12 +201,12 @@ def encode(items: list[list[Any]]) -> bytes:
                 record = EventRecord(str(item[0]), item[1], item[2], item[3], item[4], ts_us=item[5])
                 safe(record)
                 item = [record.event_name, record.user_id, record.session_id, record.mcp_name,
-                        orjson.loads(record.metadata_json or b"{}"), *item[5:]]
+                        orjson.loads(record.metadata_json or b"{}"), *list(item)[5:]]
                 try:
                     orjson.dumps(item)
                 except TypeError:  # an id that is not JSON either
                     item = [str(x) if x is not None and not isinstance(x, (str, int)) else x for x in item[:4]] \
-                        + item[4:]
+                        + list(item)[4:]
             out.append(item)
         return orjson.dumps(out)
 
@@ -282,9 +283,13 @@ def main() -> int:
             if emitter.stats.queue_depth + len(items) > emitter.max_queue_size // 2:
                 emitter.flush(timeout=None)  # the store is slow: wait for it rather than drop (the server's
                 # worker waits on the pipe meanwhile, and the server's queue and byte budget take the strain)
-            for name, user, session, mcp, md, ts_us, event_id, version in items:
-                emitter.emit(EventRecord(name, user, session, mcp, md, event_id=event_id, ts_us=ts_us,
-                                         schema_version=version))
+            for item in items:
+                if len(item) == 7:  # the queue's argument tuple: (name, user, session, mcp, metadata, ts_us, bytes)
+                    emitter.emit(EventRecord(*item[:5], ts_us=item[5]))
+                else:
+                    name, user, session, mcp, md, ts_us, event_id, version = item
+                    emitter.emit(EventRecord(name, user, session, mcp, md, event_id=event_id, ts_us=ts_us,
+                                             schema_version=version))
         elif kind == b"S":
             emitter.flush(timeout=None)
             answer(counters())
