@@ -338,6 +338,20 @@ class Emitter:
 
     # -- the writer process ------------------------------------------------------------------------
 
+    def write_now(self, batch: list[Queued]) -> None:
+        """Process and write ``batch`` on the calling thread, as the worker would (retry, backoff, spool),
+        counted as accepted: what the writer process does with each batch it is handed, on its one thread."""
+        self._taken += len(batch)
+        self._write(batch)
+
+    def upkeep(self, *, health: bool = False) -> None:
+        """The worker's periodic chores, on the calling thread: replay what is spooled; record health when
+        due (or now)."""
+        self._replay()
+        now = time.monotonic()
+        if health or now - self._health_at >= HEALTH_INTERVAL:
+            self._write_health(now)
+
     def _hand_over(self, batch: list[Queued]) -> bool:
         """Give ``batch`` to the writer process; ``False`` when there is none (any more)."""
         writer = self._writer

@@ -238,10 +238,17 @@ def _read_exactly(stream: IO[bytes], n: int) -> bytes | None:
 
 
 def main() -> int:
-    """The writer: read frames from stdin until it ends, answer on stdout, log to stderr."""
+    """The writer: read frames from stdin until it ends, answer on stdout, log to stderr.
+
+    One thread: each batch is processed and written as it arrives (the emitter's own write step, with its
+    retry, backoff and spool), so nothing in here contends for the interpreter; while no batch comes, the
+    spool is replayed and the health row written on the emitter's schedule."""
+    import io
+    import select
     import signal
 
-    channel_in, channel_out = sys.stdin.buffer, sys.stdout.buffer
+    channel_in = io.FileIO(sys.stdin.fileno(), "rb", closefd=False)  # unbuffered: select() sees all there is
+    channel_out = sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing but answers may reach the channel
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server drains through us on Ctrl+C
@@ -265,33 +272,37 @@ def main() -> int:
     emitter = Emitter(sink_from_spec(spec.sink_kind, spec.sink_options),
                       processors=default_processors(redact=spec.redact, keys_only=spec.keys_only),
                       **spec.emitter)
+    idle = emitter.flush_interval
 
     def counters() -> dict[str, int]:
         return emitter.stats.as_dict()
 
     answer({"ready": 1, "pid": os.getpid()})
+    fd = channel_in.fileno()
     while True:
+        if not select.select([fd], [], [], idle)[0]:
+            emitter.upkeep()  # nothing came for a while: replay what is spooled, report health
+            continue
         frame = read_frame(channel_in)
-        if frame is None or frame[0] == b"Q":  # the server closed us, exited or died: drain and go
+        if frame is None or frame[0] == b"Q":  # the server closed us, exited or died: finish and go
+            emitter.upkeep(health=True)
             emitter.close(timeout=None)
             if frame is not None:
                 answer(counters())
             return 0
         kind, payload = frame
         if kind == b"E":
-            items = orjson.loads(payload)
-            if emitter.stats.queue_depth + len(items) > emitter.max_queue_size // 2:
-                emitter.flush(timeout=None)  # the store is slow: wait for it rather than drop (the server's
-                # worker waits on the pipe meanwhile, and the server's queue and byte budget take the strain)
-            for item in items:
+            batch: list[Any] = []
+            for item in orjson.loads(payload):
                 if len(item) == 7:  # the queue's argument tuple: (name, user, session, mcp, metadata, ts_us, bytes)
-                    emitter.emit(EventRecord(*item[:5], ts_us=item[5]))
+                    batch.append(item)
                 else:
                     name, user, session, mcp, md, ts_us, event_id, version = item
-                    emitter.emit(EventRecord(name, user, session, mcp, md, event_id=event_id, ts_us=ts_us,
+                    batch.append(EventRecord(name, user, session, mcp, md, event_id=event_id, ts_us=ts_us,
                                              schema_version=version))
+            emitter.write_now(batch)
         elif kind == b"S":
-            emitter.flush(timeout=None)
+            emitter.upkeep()
             answer(counters())
 
 
