@@ -93,7 +93,6 @@ class AnalyticsClient:
         release: str | None = None,
         writer: str | None = None,
     ) -> None:
-        built_here = not isinstance(sink, Sink)
         self.sink: Sink = sink if isinstance(sink, Sink) else sink_from_url(sink)
         self.keys_only = keys_only  # no argument value stored anywhere (validation messages included)
         emitter_opts: dict[str, Any] = {}
@@ -109,8 +108,7 @@ class AnalyticsClient:
             emitter_opts["retry_timeout"] = retry_timeout
         if spool_after is not None:
             emitter_opts["spool_after"] = spool_after
-        spec = _writer_spec(self.sink, writer, built_here=built_here, redact=redact, keys_only=keys_only,
-                            custom=bool(processors))
+        spec = _writer_spec(self.sink, writer, redact=redact, keys_only=keys_only, custom=bool(processors))
         self.emitter = Emitter(
             self.sink, processors=default_processors(redact=redact, keys_only=keys_only, extra=processors),
             spool_dir=spool_dir, writer=spec, **emitter_opts,
@@ -587,17 +585,17 @@ def _state_backend(spec: StateBackend | str | None, idle_timeout: float) -> Stat
 WRITERS = ("auto", "process", "thread")
 
 
-def _writer_spec(sink: Sink, writer: str | None, *, built_here: bool, redact: bool, keys_only: bool,
+def _writer_spec(sink: Sink, writer: str | None, *, redact: bool, keys_only: bool,
                  custom: bool) -> WriterSpec | None:
     """Whether a writer process writes (see :mod:`mcp_tracking.emit.writer`): ``writer`` or
-    ``MCP_TRACKING_WRITER``; ``auto`` (the default) is a process for a SQLite or PostgreSQL store the client
-    opened from a URL or path, with the built-in processors; ``process`` asks for it with a store object of
-    yours too; ``thread`` never. A store object you built, a processor of yours (it lives in this
-    process), or a platform without ``fork``/``exec`` pipes stay on the worker thread."""
+    ``MCP_TRACKING_WRITER``. ``auto`` (the default) and ``process``: a process whenever the store can be opened
+    again in one (``writer_spec()``: a SQLite or PostgreSQL store, not a subclass of yours, nor one whose
+    ``write`` you replaced) and the processors are the built-in ones (one of yours lives in this process);
+    ``thread``: never. Platforms without POSIX pipes write on the thread."""
     choice = (writer or os.environ.get("MCP_TRACKING_WRITER") or "auto").strip().lower()
     if choice not in WRITERS:
         raise ValueError(f"writer must be one of {', '.join(WRITERS)}, not {choice!r}")
-    if choice == "thread" or (choice == "auto" and not built_here) or custom or os.name != "posix":
+    if choice == "thread" or custom or os.name != "posix":
         return None
     spec = sink.writer_spec() if isinstance(sink, Respawnable) else None
     if spec is None:

@@ -551,14 +551,16 @@ def test_report_output_never_carries_terminal_escapes_or_formulas(tmp_path):
     assert status.returncode == 0 and "\x1b" not in status.stdout
 
 
-def test_a_deleted_database_is_recreated_and_nothing_after_is_lost(tmp_path):
+@pytest.mark.parametrize("writer", ["thread", "process"])
+def test_a_deleted_database_is_recreated_and_nothing_after_is_lost(tmp_path, writer, capfd):
     """The SQLite file, its -wal and -shm removed while the client runs: the next batch notices, recreates
-    the file and stores everything written after the deletion."""
+    the file and stores everything written after the deletion (whichever writes: the worker thread counts it
+    on the sink; the writer process says so on the server's stderr)."""
     from mcp_tracking.sinks.sqlite import SQLiteSink
 
     path = tmp_path / "gone.db"
     sink = SQLiteSink(path)
-    client = AnalyticsClient(sink, flush_interval=0.02)
+    client = AnalyticsClient(sink, flush_interval=0.02, writer=writer)
     for i in range(1000):
         client.track("u", "before", {"i": i})
     assert client.flush(10)
@@ -567,7 +569,11 @@ def test_a_deleted_database_is_recreated_and_nothing_after_is_lost(tmp_path):
     for i in range(1000):
         client.track("u", "after", {"i": i})
     assert client.close(timeout=30)
-    assert path.exists() and sink.reopened == 1
+    assert path.exists()
+    if writer == "thread":
+        assert sink.reopened == 1
+    else:
+        assert capfd.readouterr().err.count("was deleted or replaced while open") == 1
     names = [e["event_name"] for e in SQLiteSink(path, read_only=True).iter_events()]
     assert names.count("after") == 1000
 

@@ -82,8 +82,9 @@ def test_a_store_url_is_written_by_a_writer_process(tmp_path):
 
 
 def test_when_the_thread_writes_instead(tmp_path, monkeypatch):
-    """``writer="thread"``, a store object the host built (it may hold state of its own), a processor of the
-    host's (it lives in this process): the worker thread writes. ``writer="process"`` takes a store object."""
+    """``writer="thread"``, a store class of the host's (a subclass: it may hold state of its own), a store whose
+    ``write`` was replaced, a processor of the host's (it lives in this process): the worker thread writes. A
+    plain store object goes to the writer process like a URL."""
     url = f"sqlite:///{tmp_path / 't.db'}"
 
     def pid_after_a_write(client: AnalyticsClient) -> int | None:
@@ -94,10 +95,16 @@ def test_when_the_thread_writes_instead(tmp_path, monkeypatch):
         return pid
 
     assert pid_after_a_write(AnalyticsClient(url, writer="thread", handle_sigterm=False)) is None
-    assert pid_after_a_write(AnalyticsClient(SQLiteSink(tmp_path / "t.db"), handle_sigterm=False)) is None
+    assert pid_after_a_write(AnalyticsClient(SQLiteSink(tmp_path / "t.db"), handle_sigterm=False)) is not None
     assert pid_after_a_write(AnalyticsClient(url, processors=[lambda e: e], handle_sigterm=False)) is None
-    assert pid_after_a_write(AnalyticsClient(SQLiteSink(tmp_path / "t.db"), writer="process",
-                                             handle_sigterm=False)) is not None
+
+    class Mine(SQLiteSink):
+        pass
+
+    assert pid_after_a_write(AnalyticsClient(Mine(tmp_path / "t.db"), handle_sigterm=False)) is None
+    patched = SQLiteSink(tmp_path / "t.db")
+    patched.write = lambda batch: SQLiteSink.write(patched, batch)  # type: ignore[method-assign]
+    assert pid_after_a_write(AnalyticsClient(patched, handle_sigterm=False)) is None
     monkeypatch.setenv("MCP_TRACKING_WRITER", "thread")
     assert pid_after_a_write(AnalyticsClient(url, handle_sigterm=False)) is None
     with pytest.raises(ValueError, match="writer must be one of"):
@@ -129,7 +136,7 @@ def test_an_outage_is_spooled_by_the_writer_and_replayed_in_order(tmp_path):
     delivered); when the store is back, the spool is replayed first, in order, nothing lost or doubled."""
     db, marker = tmp_path / "down.db", tmp_path / "down"
     marker.touch()
-    client = AnalyticsClient(DownSink(db, marker), writer="process", spool_after=0.2, flush_interval=0.05,
+    client = AnalyticsClient(DownSink(db, marker), spool_after=0.2, flush_interval=0.05,
                              spool_dir=tmp_path / "spool", handle_sigterm=False)
     for i in range(300):
         client.track("u", "tool_call_started", {"tool_name": "t", "call_sequence": i + 1}, session_id="s")
