@@ -337,3 +337,20 @@ async def test_uvicorn_workers_each_write_through_their_own_writer(tmp_path):
     assert all(gone(pid) for pid in running)
     assert not writers_with(str(db))
     assert rows(db, "SELECT COUNT(*) FROM raw_analytics WHERE event_name = 'tool_call_completed'") == [(40,)]
+
+
+def test_a_writer_that_cannot_start_leaves_the_thread_writing(tmp_path, monkeypatch):
+    """No interpreter to run the writer with (an embedded Python whose ``sys.executable`` is not one): the
+    first hand-over fails, the worker thread writes from then on (no second try per batch), nothing is lost."""
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python-here"))
+    db = tmp_path / "nostart.db"
+    client = AnalyticsClient(f"sqlite:///{db}", handle_sigterm=False)
+    for i in range(300):
+        client.track("u", "custom_event", {"i": i}, session_id="s")
+    assert client.flush(30)
+    assert client.writer_pid is None
+    for i in range(300, 400):
+        client.track("u", "custom_event", {"i": i}, session_id="s")
+    assert client.flush(30) and client.emitter._writer is None  # given up for good, not retried per batch
+    assert rows(db) == [(400,)] and client.emitter.stats.failed_events == 0
+    assert client.close(timeout=30)

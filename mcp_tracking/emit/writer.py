@@ -82,10 +82,13 @@ class WriterProcess:
         paths += [p for p in sys.path if p and os.path.isdir(p) and p not in paths]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(paths)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from mcp_tracking.emit.writer import main; sys.exit(main())"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=None, env=env, close_fds=True, start_new_session=True)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", "import sys; from mcp_tracking.emit.writer import main; sys.exit(main())"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, env=env, close_fds=True,
+                start_new_session=True)
+        except (OSError, ValueError) as exc:  # no interpreter to run (an embedded Python), no processes left
+            raise WriterGone(f"the writer process could not start ({exc})") from exc
         self._send(b"C", orjson.dumps(asdict(self.spec)))
         self._answer(START_TIMEOUT)
 
