@@ -74,11 +74,9 @@ class WriterProcess:
         return self.proc.pid if self.proc is not None else None
 
     def start(self) -> None:
-        import mcp_tracking
-
-        # the same imports as here: this copy of the package first, then this process's path (a store class
-        # of yours is imported from it)
-        paths = [str(Path(mcp_tracking.__file__).resolve().parent.parent)]
+        # the same imports as here: this copy of the package first (mcp_tracking/emit/writer.py -> the directory
+        # holding mcp_tracking), then this process's path (a store class of yours is imported from it)
+        paths = [str(Path(__file__).resolve().parents[2])]
         paths += [p for p in sys.path if p and os.path.isdir(p) and p not in paths]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(paths)
