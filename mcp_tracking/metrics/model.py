@@ -396,6 +396,27 @@ def set_session_facts(totals: Totals, row: Any) -> None:
      totals.recovered_sessions) = sql_ints(row)
 
 
+def window_conditions(windows: tuple[dict[str, Any], dict[str, Any]], placeholder: str, *, true: str,
+                      convert: Callable[[str, Any], Any] = lambda key, value: value
+                      ) -> tuple[list[str], dict[str, Any]]:
+    """Each window's condition on a session's start (columns ``at`` and ``rel``), ``before`` then ``after``,
+    and their named parameters: ``placeholder`` is the dialect's named mark with ``{name}`` (``:{name}``,
+    ``%({name})s``), ``true`` its literal for a window without bounds, ``convert(key, value)`` what a value
+    becomes (SQLite compares timestamps as text)."""
+    conds: list[str] = []
+    params: dict[str, Any] = {}
+    for side, window in zip(("before", "after"), windows, strict=True):
+        parts = []
+        for key, op, column in (("since", ">=", "at"), ("until", "<", "at"), ("release", "=", "rel")):
+            value = window.get(key)
+            if value is not None:
+                name = f"{side}_{key}"
+                parts.append(f"{column} {op} {placeholder.format(name=name)}")
+                params[name] = convert(key, value)
+        conds.append("(" + " AND ".join(parts) + ")" if parts else true)
+    return conds, params
+
+
 def run_halves(first: Callable[[Any], Any], conn: Any, second_half: Callable[[Any], Any],
                second: Any = None) -> tuple[Any, Any]:
     """``(first(conn), second_half(second or conn))``: at once on two threads when there is a ``second``

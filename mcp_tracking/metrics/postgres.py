@@ -28,6 +28,7 @@ from mcp_tracking.metrics.model import (
     sql_in,
     sum_columns,
     totals_of,
+    window_conditions,
 )
 from mcp_tracking.sinks.sql import where_clause
 
@@ -254,16 +255,8 @@ def windowed(conn: Any, filters: dict[str, Any], windows: tuple[dict[str, Any], 
     if part != (None, None):
         raise ValueError("the PostgreSQL dialect does not split sessions (its planner runs parallel workers)")
     and_where, _ = where_clause(**filters, placeholder="%()", prefix="AND")
-    params = {k: v for k, v in filters.items() if v is not None}
-    conds = []
-    for side, window in zip(("before", "after"), windows, strict=True):
-        parts = []
-        for key, sql in (("since", "at >= %({s}_since)s"), ("until", "at < %({s}_until)s"),
-                         ("release", "rel = %({s}_release)s")):
-            if window.get(key) is not None:
-                parts.append(sql.format(s=side))
-                params[f"{side}_{key}"] = window[key]
-        conds.append("(" + " AND ".join(parts) + ")" if parts else "TRUE")
+    conds, params = window_conditions(windows, "%({name})s", true="TRUE")
+    params.update({k: v for k, v in filters.items() if v is not None})
     per = PER_SESSION.format(keys="session_id", where="WHERE session_id IS NOT NULL")
     sql = WINDOWED.format(and_where=and_where, per_session=per, in_before=conds[0], in_after=conds[1],
                           select=select)

@@ -32,6 +32,7 @@ from mcp_tracking.metrics.model import (
     sql_in,
     sum_columns,
     totals_of,
+    window_conditions,
 )
 from mcp_tracking.sinks.sql import named_params, where_clause
 
@@ -253,16 +254,10 @@ def windowed(conn: sqlite3.Connection, filters: dict[str, Any], windows: tuple[d
         if value is not None:
             bounds.append(f"AND session_id {op} :{mark}")
             params[mark] = value
-    conds = []
-    for side, window in zip(("before", "after"), windows, strict=True):
-        parts = []
-        for key, sql in (("since", "at >= :{s}_since"), ("until", "at < :{s}_until"),
-                         ("release", "rel = :{s}_release")):
-            if window.get(key) is not None:
-                parts.append(sql.format(s=side))
-                value = window[key]
-                params[f"{side}_{key}"] = value if key == "release" else format_timestamp(value)
-        conds.append("(" + " AND ".join(parts) + ")" if parts else "1")
+    conds, window_params = window_conditions(
+        windows, ":{name}", true="1",
+        convert=lambda key, value: value if key == "release" else format_timestamp(value))
+    params.update(window_params)
     per = PER_SESSION.format(keys="session_id", where="WHERE session_id IS NOT NULL " + " ".join(bounds))
     sql = WINDOWED.format(aw=aw, part=" ".join(bounds), per_session=per, in_before=conds[0], in_after=conds[1],
                           select=select)
