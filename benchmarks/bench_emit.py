@@ -10,7 +10,12 @@ Prints, medians over the rounds, all measured in the same run:
    already-built rows into the same table, one transaction per 1,000 rows (target >= 0.8), and, for
    reference, to raw inserts of those rows with the multi-row statements the sink itself uses;
 3. for reference, end to end: one thread calling ``track()`` as fast as it can while the worker drains,
-   which on CPython shares one interpreter lock between producer and worker.
+   which on CPython shares one interpreter lock between producer and worker;
+4. the writer process alone (``mcp_tracking.emit.writer``): batches of 1,000 queued events, encoded before
+   the clock, handed straight to it, then one sync.
+
+The emitter writes through the writer process or the worker thread as configured: run it with
+``MCP_TRACKING_WRITER=process`` and ``=thread`` to compare the two.
 
 Targets: track() <= 15 µs; drain ratio >= 0.8.
 """
@@ -108,6 +113,26 @@ def end_to_end_rate(n: int, path: Path) -> float:
     return n / elapsed
 
 
+def writer_alone_rate(n: int, path: Path) -> float:
+    """The writer process by itself: n events (as the queue holds them) handed over in batches of 1,000,
+    already encoded, then one sync: how fast it processes and writes them."""
+    from mcp_tracking.emit.writer import WriterProcess, WriterSpec, encode
+
+    items = [(name, "user_1", None, "drea", md, 1_764_000_000_000_000 + i, 600)
+             for i, (name, md) in enumerate(event_mix(i) for i in range(n))]
+    frames = [encode(items[i:i + 1000]) for i in range(0, n, 1000)]
+    writer = WriterProcess(WriterSpec("sqlite", {"path": str(path)}, emitter={"batch_size": 1000}))
+    writer.start()
+    t0 = time.perf_counter()
+    for frame in frames:
+        writer._send(b"E", frame)
+    counters = writer.sync()
+    elapsed = time.perf_counter() - t0
+    writer.quit(60)
+    assert counters["written"] == n, counters
+    return n / elapsed
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=100_000)
@@ -115,7 +140,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        costs, ours, raws, multis, e2e = [], [], [], [], []
+        costs, ours, raws, multis, e2e, alone = [], [], [], [], [], []
         for r in range(args.rounds):
             costs.append(caller_cost(20_000, tmp))
             records = [EventRecord(name, "user_1", None, "drea", md) for name, md in
@@ -124,11 +149,14 @@ def main() -> None:
             multis.append(raw_rate(records, tmp / f"multi{r}.db", multi_row=True))
             ours.append(drain_rate(args.events, tmp / f"ours{r}.db"))
             e2e.append(end_to_end_rate(args.events, tmp / f"e2e{r}.db"))
+            alone.append(writer_alone_rate(args.events, tmp / f"alone{r}.db"))
     print(f"track() caller-side cost: median {median(costs):.2f} µs per call (target <= 15)")
     print(f"SQLite sustained drain: mcp-tracking {median(ours):,.0f} ev/s, raw executemany {median(raws):,.0f} ev/s, "
           f"ratio {median(ours) / median(raws):.2f} (target >= 0.8)")
     print(f"  (the sink inserts 80 rows per statement; raw inserts done that way: {median(multis):,.0f} ev/s, "
           f"ratio to them {median(ours) / median(multis):.2f})")
+    print(f"the writer process alone (batches handed straight to it): {median(alone):,.0f} ev/s, "
+          f"ratio {median(alone) / median(raws):.2f} to raw")
     print(f"end to end, one producer thread + the worker: {median(e2e):,.0f} ev/s, "
           f"ratio {median(e2e) / median(raws):.2f} to raw")
     print(f"rounds: cost µs {[round(c, 2) for c in costs]}; drain ratio per round "
