@@ -126,17 +126,27 @@ class WriterProcess:
             self.proc = None
 
     def abandon(self) -> None:
-        """In a forked child: let go of the parent's writer without a word (its pipes are closed here, so the
-        parent's writer still sees the end of its input when the parent goes)."""
+        """In a forked child: let go of the parent's writer without a word. Both pipe ends are pointed at
+        /dev/null here (``dup2``), so the parent's writer still sees the end of its input when the parent goes,
+        nothing this process's copies of the buffers may hold ever reaches the parent's stream, and the file
+        objects, when collected, close descriptors that are still theirs."""
         proc, self.proc = self.proc, None
-        if proc is not None:
+        if proc is None:
+            return
+        try:
+            null = os.open(os.devnull, os.O_RDWR)
+        except OSError:
+            return
+        try:
             for pipe in (proc.stdin, proc.stdout):
                 try:
                     if pipe is not None:
-                        os.close(pipe.fileno())
-                except OSError:
+                        os.dup2(null, pipe.fileno())
+                except (OSError, ValueError):
                     pass
-            proc.returncode = 0  # never waited for here: it is not this process's child
+        finally:
+            os.close(null)
+        proc.returncode = 0  # never waited for here: it is not this process's child
 
     def kill(self) -> None:
         proc, self.proc = self.proc, None
