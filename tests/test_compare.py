@@ -217,3 +217,22 @@ def test_the_sqlite_session_pass_splits_into_halves_that_add_up(tmp_path):
         width = len(whole) // 2  # each window's block starts with its session count
         assert low[0] + low[width] > 0 and high[0] + high[width] > 0  # both halves hold sessions
         assert [int(a or 0) + int(b or 0) for a, b in zip(low, high, strict=True)] == [int(v or 0) for v in whole]
+
+
+def test_sessions_outside_both_windows_change_nothing(store, tmp_path):
+    """Small windows in a bigger store: the sessions' counts are read for the windows' sessions only (through
+    the session index); sessions before, between and after the windows leave the result as it was."""
+    first, second = T0 + timedelta(days=2), SPLIT + timedelta(days=2)
+    windows = (Window(since=first, until=first + timedelta(days=1)),
+               Window(since=second, until=second + timedelta(days=1)))
+    inside = mixed(15, "b", first, 3) + mixed(15, "a", second, 5)  # 15 hours of sessions in each window
+    alone = compare_windows(store(inside), *windows)
+    crowd = (mixed(40, "x", T0 - timedelta(days=5), 2) + mixed(40, "y", T0 + timedelta(days=5), 4)
+             + mixed(40, "z", SPLIT + timedelta(days=5), 2))
+    sink = SQLiteSink(tmp_path / "crowded.db")
+    sink.write(mixed(15, "b", first, 3) + crowd + mixed(15, "a", second, 5))
+    sink.close()
+    crowded = compare_windows(f"sqlite:///{tmp_path / 'crowded.db'}", *windows)
+    assert (crowded.sessions_before, crowded.sessions_after) == (15, 15)
+    assert crowded.to_dict() == alone.to_dict()
+    assert "bootstrap" in {c.method for c in crowded.changes}

@@ -204,9 +204,23 @@ class Sums:
         return s2 / (self.k * mean_den * mean_den)
 
 
-def _ratio(pairs: Sequence[Pair]) -> float | None:
-    den = sum(d for _, d in pairs)
-    return None if den == 0 else sum(n for n, _ in pairs) / den
+class _Resampler:
+    """One window's sessions, drawn with replacement exactly as ``rng.choices(pairs, k=len(pairs))`` draws
+    them (the same indices from the same ``random()`` calls, so a seed gives the same interval), but summed
+    from two flat lists in C instead of building and walking a list of pairs: the bootstrap's cost."""
+
+    def __init__(self, pairs: Sequence[Pair], rng: random.Random) -> None:
+        self.nums = [n for n, _ in pairs]
+        self.dens = [d for _, d in pairs]
+        self.size = float(len(pairs))
+        self.draws = range(len(pairs))
+        self.random = rng.random
+
+    def ratio(self) -> float | None:
+        rand, size, floor = self.random, self.size, math.floor
+        picks = [floor(rand() * size) for _ in self.draws]
+        den = sum(map(self.dens.__getitem__, picks))
+        return None if den == 0 else sum(map(self.nums.__getitem__, picks)) / den
 
 
 def ratio_difference(before: Sums, after: Sums, pairs: tuple[Sequence[Pair], Sequence[Pair]] | None = None, *,
@@ -224,12 +238,12 @@ def ratio_difference(before: Sums, after: Sums, pairs: tuple[Sequence[Pair], Seq
             return d, None, None, "none"
         half = Z95 * math.sqrt(v1 + v2)
         return d, d - half, d + half, "delta"
-    b_pairs, a_pairs = pairs
     rng = random.Random(seed)
+    b_side, a_side = _Resampler(pairs[0], rng), _Resampler(pairs[1], rng)
     diffs: list[float] = []
     for _ in range(resamples):
-        b = _ratio(rng.choices(b_pairs, k=len(b_pairs)))
-        a = _ratio(rng.choices(a_pairs, k=len(a_pairs)))
+        b = b_side.ratio()
+        a = a_side.ratio()
         if a is not None and b is not None:
             diffs.append(a - b)
     if len(diffs) < resamples // 2:
@@ -362,7 +376,7 @@ def _compare_in_sql(sink: SQLStore, before: Window, after: Window, *, mcp_name: 
                 for i, m in enumerate(ORDER)}
         pairs: dict[str, tuple[list[Pair], list[Pair]]] | None = None
         if sum(counts) <= BOOTSTRAP_MAX_SESSIONS:
-            rows = sql.windowed(conn, filters, windows, _session_rows_sql())
+            rows = sql.windowed(conn, filters, windows, _session_rows_sql(), narrow=True)
             pairs = {}
             for i, metric in enumerate(ORDER):
                 ps = [(r[0], r[1], int(r[2 + 2 * i] or 0), int(r[3 + 2 * i] or 0)) for r in rows]

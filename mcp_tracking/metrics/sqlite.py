@@ -246,11 +246,14 @@ WINDOWED = """
 
 
 def windowed(conn: sqlite3.Connection, filters: dict[str, Any], windows: tuple[dict[str, Any], dict[str, Any]],
-             select: str, part: tuple[str | None, str | None] = (None, None)) -> list[tuple[Any, ...]]:
+             select: str, part: tuple[str | None, str | None] = (None, None), *,
+             narrow: bool = False) -> list[tuple[Any, ...]]:
     """``select`` run over ``s``: one row per session with a ``session_start`` (within ``filters``), its
     ``PER_SESSION`` counts over all its events, and whether its start falls in each window (``in_before``,
     ``in_after``; a window is ``since`` / ``until`` / ``release``, each optional). ``part`` keeps the sessions
-    with ``low <= session_id < high`` (either bound optional: see :func:`split_point`)."""
+    with ``low <= session_id < high`` (either bound optional: see :func:`split_point`). ``narrow`` counts the
+    events of the windows' sessions only, found through the session index (for a few thousand sessions of
+    a large store; for most of its sessions the one scan of the index is quicker)."""
     aw, _ = where_clause(**filters, placeholder=":", prefix="AND")
     params = named_params(**filters)
     bounds = []
@@ -262,8 +265,10 @@ def windowed(conn: sqlite3.Connection, filters: dict[str, Any], windows: tuple[d
         windows, ":{name}", true="1",
         convert=lambda key, value: value if key == "release" else format_timestamp(value))
     params.update(window_params)
-    per = PER_SESSION.format(keys="session_id", where="WHERE session_id IS NOT NULL " + " ".join(bounds))
-    sql = WINDOWED.format(aw=aw, part=" ".join(bounds), per_session=per, in_before=conds[0], in_after=conds[1],
+    part_sql = " ".join(bounds)
+    only = f" AND session_id IN (SELECT session_id FROM starts WHERE {conds[0]} OR {conds[1]})" if narrow else ""
+    per = PER_SESSION.format(keys="session_id", where=f"WHERE session_id IS NOT NULL {part_sql}{only}")
+    sql = WINDOWED.format(aw=aw, part=part_sql, per_session=per, in_before=conds[0], in_after=conds[1],
                           select=select)
     return [tuple(r) for r in conn.execute(sql, params)]
 
