@@ -204,23 +204,37 @@ class Sums:
         return s2 / (self.k * mean_den * mean_den)
 
 
-class _Resampler:
-    """One window's sessions, drawn with replacement exactly as ``rng.choices(pairs, k=len(pairs))`` draws
-    them (the same indices from the same ``random()`` calls, so a seed gives the same interval), but summed
-    from two flat lists in C instead of building and walking a list of pairs: the bootstrap's cost."""
+def bootstrap(group: Sequence[tuple[Sequence[Pair], Sequence[Pair]]], *, seed: int = 0,
+              resamples: int = BOOTSTRAP_RESAMPLES) -> list[tuple[float | None, float | None]]:
+    """The percentile bootstrap's 95% interval of after minus before, ``(low, high)``, for each metric of
+    ``group`` (its ``(before, after)`` session pairs), all of whose windows hold the same numbers of sessions.
 
-    def __init__(self, pairs: Sequence[Pair], rng: random.Random) -> None:
-        self.nums = [n for n, _ in pairs]
-        self.dens = [d for _, d in pairs]
-        self.size = float(len(pairs))
-        self.draws = range(len(pairs))
-        self.random = rng.random
-
-    def ratio(self) -> float | None:
-        rand, size, floor = self.random, self.size, math.floor
-        picks = [floor(rand() * size) for _ in self.draws]
-        den = sum(map(self.dens.__getitem__, picks))
-        return None if den == 0 else sum(map(self.nums.__getitem__, picks)) / den
+    Each resample draws the sessions once for the whole group: the very indices each metric would draw alone
+    from ``seed`` (``rng.choices(pairs, k=len(pairs))``, before then after), so grouping the metrics that take
+    part in the same sessions (clarity, retries and schema errors all count over the sessions with calls)
+    changes no interval, only the cost. The sums run in C over the drawn indices. ``(None, None)`` when fewer
+    than half the resamples had a denominator on both sides."""
+    size_b, size_a = len(group[0][0]), len(group[0][1])
+    columns = [([n for n, _ in b], [d for _, d in b], [n for n, _ in a], [d for _, d in a]) for b, a in group]
+    rand, floor = random.Random(seed).random, math.floor
+    scale_b, scale_a = float(size_b), float(size_a)
+    diffs: list[list[float]] = [[] for _ in group]
+    for _ in range(resamples):
+        picks_b = [floor(rand() * scale_b) for _ in range(size_b)]
+        picks_a = [floor(rand() * scale_a) for _ in range(size_a)]
+        for (num_b, den_b, num_a, den_a), out in zip(columns, diffs, strict=True):
+            below = sum(map(den_b.__getitem__, picks_b))
+            above = sum(map(den_a.__getitem__, picks_a))
+            if below and above:
+                out.append(sum(map(num_a.__getitem__, picks_a)) / above - sum(map(num_b.__getitem__, picks_b)) / below)
+    intervals: list[tuple[float | None, float | None]] = []
+    for out in diffs:
+        if len(out) < resamples // 2:
+            intervals.append((None, None))
+            continue
+        out.sort()
+        intervals.append((out[int(0.025 * (len(out) - 1))], out[math.ceil(0.975 * (len(out) - 1))]))
+    return intervals
 
 
 def ratio_difference(before: Sums, after: Sums, pairs: tuple[Sequence[Pair], Sequence[Pair]] | None = None, *,
@@ -238,20 +252,8 @@ def ratio_difference(before: Sums, after: Sums, pairs: tuple[Sequence[Pair], Seq
             return d, None, None, "none"
         half = Z95 * math.sqrt(v1 + v2)
         return d, d - half, d + half, "delta"
-    rng = random.Random(seed)
-    b_side, a_side = _Resampler(pairs[0], rng), _Resampler(pairs[1], rng)
-    diffs: list[float] = []
-    for _ in range(resamples):
-        b = b_side.ratio()
-        a = a_side.ratio()
-        if a is not None and b is not None:
-            diffs.append(a - b)
-    if len(diffs) < resamples // 2:
-        return d, None, None, "none"
-    diffs.sort()
-    lo = diffs[int(0.025 * (len(diffs) - 1))]
-    hi = diffs[math.ceil(0.975 * (len(diffs) - 1))]
-    return d, lo, hi, "bootstrap"
+    low, high = bootstrap([pairs], seed=seed, resamples=resamples)[0]
+    return (d, None, None, "none") if low is None else (d, low, high, "bootstrap")
 
 
 def _verdict(d: float | None, low: float | None, high: float | None, higher_is_better: bool) -> str:
@@ -267,6 +269,15 @@ def changes_from(sums: dict[str, tuple[Sums, Sums]], pairs: dict[str, tuple[list
                  min_sessions: int = MIN_SESSIONS, seed: int = 0) -> list[Change]:
     """Each metric's change from its two windows' sums (and, for the bootstrap, the sessions' pairs)."""
     changes: list[Change] = []
+    intervals: dict[str, tuple[float | None, float | None]] = {}
+    if pairs is not None:  # the bootstrap, once per set of metrics that take part in the same sessions
+        groups: dict[tuple[int, int], list[str]] = {}
+        for metric in RATIOS:
+            b, a = sums[metric]
+            if min(b.k, a.k) >= min_sessions and b.ratio is not None and a.ratio is not None:
+                groups.setdefault((len(pairs[metric][0]), len(pairs[metric][1])), []).append(metric)
+        for members in groups.values():
+            intervals.update(zip(members, bootstrap([pairs[m] for m in members], seed=seed), strict=True))
     for metric in ORDER:
         b, a = sums[metric]
         r1, r2 = b.ratio, a.ratio
@@ -281,6 +292,11 @@ def changes_from(sums: dict[str, tuple[Sums, Sums]], pairs: dict[str, tuple[list
             higher = PROPORTIONS[metric][1]
             diff, low, high = newcomb(int(b.n), int(b.d), int(a.n), int(a.d))
             method = "newcomb"
+        elif metric in intervals:
+            higher = RATIOS[metric][1]
+            diff = None if r1 is None or r2 is None else r2 - r1
+            low, high = intervals[metric]
+            method = "none" if low is None else "bootstrap"
         else:
             higher = RATIOS[metric][1]
             diff, low, high, method = ratio_difference(b, a, None if pairs is None else pairs[metric], seed=seed)
