@@ -146,7 +146,6 @@ class Emitter:
                               "retry_timeout": retry_timeout, "retry_backoff": retry_backoff,
                               "spool_dir": str(self.spool.dir) if self.spool is not None else False,
                               "spool_after": spool_after}
-        self._writer_spec = writer
         self._writer: WriterProcess | None = WriterProcess(writer) if writer is not None else None
         self._child: dict[str, int] = {}  # the writer's counters, as of its last answer
         self._close_timeout: float | None = 10.0
@@ -304,18 +303,21 @@ class Emitter:
             self._wake.wait(self.flush_interval)
             self._wake.clear()
             wrote = self._replay() if self._writer is None else False
+            unconfirmed = False  # handed to the writer process since its last answer
             while self._queue:
                 batch, marks = self._take_batch()
                 if batch:
                     self._write(batch)
                     wrote = True
+                    unconfirmed = self._writer is not None
                 if marks and self._writer is not None:
-                    self._sync()  # a flush waits for the writer process too
+                    self._sync()  # a flush waits for the writer process, and brings its counters back
+                    unconfirmed = False
                 for mark in marks:
                     mark.set()
-            if wrote and self._writer is not None:
+            if unconfirmed:
                 self._sync()  # its counters, and one cycle in flight at most
-            elif wrote:
+            elif wrote and self._writer is None:
                 try:
                     self.sink.flush()
                 except Exception:
