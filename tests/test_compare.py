@@ -236,3 +236,74 @@ def test_sessions_outside_both_windows_change_nothing(store, tmp_path):
     assert (crowded.sessions_before, crowded.sessions_after) == (15, 15)
     assert crowded.to_dict() == alone.to_dict()
     assert "bootstrap" in {c.method for c in crowded.changes}
+
+
+def test_the_bootstrap_draws_what_each_metric_would_draw_alone():
+    """The bootstrap draws once per resample for a group of metrics and sums packed integers; the intervals
+    are the ones each metric gets from its own ``random.Random(seed).choices`` (before, then after), worked
+    here the plain way: negative numerators, empty denominators and non-integer counts included."""
+    import math
+    import random
+
+    from mcp_tracking.metrics.compare import bootstrap
+
+    def alone(before, after, seed, resamples):
+        rng, diffs = random.Random(seed), []
+        for _ in range(resamples):
+            b, a = rng.choices(before, k=len(before)), rng.choices(after, k=len(after))
+            db, da = sum(d for _, d in b), sum(d for _, d in a)
+            if db and da:
+                diffs.append(sum(n for n, _ in a) / da - sum(n for n, _ in b) / db)
+        if len(diffs) < resamples // 2:
+            return None, None
+        diffs.sort()
+        return diffs[int(0.025 * (len(diffs) - 1))], diffs[math.ceil(0.975 * (len(diffs) - 1))]
+
+    r = random.Random(7)
+    for trial in range(12):
+        sizes = r.randint(1, 40), r.randint(1, 40)
+        group = [tuple([(r.randint(-4, 9) + (0.5 if trial % 4 == 3 else 0), r.randint(0, 6))
+                        for _ in range(size)] for size in sizes) for _ in range(r.randint(1, 4))]
+        assert bootstrap(group, seed=trial, resamples=200) == [alone(b, a, trial, 200) for b, a in group]
+    huge = [([(10**12, 10**12 + 1), (-(10**12), 3)], [(5, 7), (0, 0), (2**40, 1)])]  # wide slots still exact
+    assert bootstrap(huge, seed=1, resamples=200) == [alone(*huge[0], 1, 200)]
+
+
+def test_small_windows_are_read_without_the_pass_over_every_session(tmp_path, monkeypatch):
+    """When the session starts in the windows' time ranges are few, compare reads the windows' sessions alone
+    and sums them itself. The bound never undercounts (a release or a filter only narrows a window), and the
+    result is the one the pass over every session gives."""
+    from mcp_tracking.metrics import compare
+    from mcp_tracking.metrics import sqlite as dialect
+
+    first, second = T0 + timedelta(days=2), SPLIT + timedelta(days=2)
+    path = tmp_path / "bound.db"
+    sink = SQLiteSink(path)
+    sink.write(mixed(15, "b", first, 3) + mixed(15, "a", second, 5) + mixed(40, "x", T0 - timedelta(days=5), 2))
+    sink.close()
+    url = f"sqlite:///{path}"
+    windows = (Window(since=first, until=first + timedelta(days=1)),
+               Window(since=second, until=second + timedelta(days=1)))
+    reader = SQLiteSink(path, read_only=True)
+    raw = tuple({"since": w.since, "until": w.until, "release": w.release} for w in windows)
+    with reader.read_snapshot() as (conn, _):
+        assert dialect.sessions_at_most(conn, raw, 4001) == 30
+        assert dialect.sessions_at_most(conn, raw, 10) == 10  # counted up to the limit only
+        everything = ({"since": None, "until": None, "release": "1.0"}, {"since": None, "until": None,
+                                                                       "release": "2.0"})
+        assert dialect.sessions_at_most(conn, everything, 4001) == 70  # releases: every start is a candidate
+    seen: list[str] = []
+    real = dialect.windowed
+    monkeypatch.setattr(dialect, "windowed", lambda *a, **k: seen.append("narrow" if k.get("narrow") else "pass")
+                        or real(*a, **k))
+    quick = compare_windows(url, *windows)
+    assert seen == ["narrow"] and (quick.sessions_before, quick.sessions_after) == (15, 15)
+    seen.clear()
+    monkeypatch.setattr(dialect, "sessions_at_most", lambda conn, windows, limit: limit)  # as if it were big
+    whole = compare_windows(url, *windows)
+    assert seen == ["pass", "narrow"]
+    assert quick.to_dict() == whole.to_dict() and "bootstrap" in {c.method for c in quick.changes}
+    monkeypatch.undo()  # more sessions than the bootstrap takes: the pass, and the delta method
+    monkeypatch.setattr(compare, "BOOTSTRAP_MAX_SESSIONS", 10)
+    methods = {c.method for c in compare_windows(url, *windows).changes}
+    assert methods >= {"delta", "newcomb"} and "bootstrap" not in methods

@@ -492,6 +492,32 @@ def test_compare_by_the_delta_method_in_postgres(pg_url, tmp_path, monkeypatch):
             assert x == y if y is None else x == pytest.approx(y, rel=1e-9, abs=1e-12)
 
 
+def test_small_windows_in_postgres_skip_the_session_pass(pg_url, tmp_path, monkeypatch):
+    """PostgreSQL's bound on the windows' sessions, and the same comparison from the windows' sessions alone
+    as from the pass over every session (and as SQLite's)."""
+    from datetime import timedelta
+
+    from test_compare import SPLIT, T0, mixed
+
+    from mcp_tracking.metrics import postgres as dialect
+    from mcp_tracking.metrics.compare import Window, compare_windows
+    from mcp_tracking.sinks import sink_from_url
+
+    first, second = T0 + timedelta(days=2), SPLIT + timedelta(days=2)
+    events = mixed(15, "b", first, 3) + mixed(15, "a", second, 5) + mixed(40, "x", T0 - timedelta(days=5), 2)
+    pg, lite = both_stores(pg_url, tmp_path, events)
+    windows = (Window(since=first, until=first + timedelta(days=1)),
+               Window(since=second, until=second + timedelta(days=1)))
+    raw = tuple({"since": w.since, "until": w.until, "release": w.release} for w in windows)
+    with sink_from_url(pg_url, read_only=True).read_snapshot() as (conn, _):
+        assert (dialect.sessions_at_most(conn, raw, 4001), dialect.sessions_at_most(conn, raw, 10)) == (30, 10)
+    quick = compare_windows(pg, *windows)
+    assert quick.to_dict() == compare_windows(lite, *windows).to_dict()
+    monkeypatch.setattr(dialect, "sessions_at_most", lambda conn, windows, limit: limit)
+    assert compare_windows(pg, *windows).to_dict() == quick.to_dict()
+    assert "bootstrap" in {c.method for c in quick.changes}
+
+
 def test_advise_in_postgres_matches_sqlite(pg_url, tmp_path):
     """The same recommendations from PostgreSQL as from SQLite (each dialect's per-tool facts)."""
     from test_advice import scenario

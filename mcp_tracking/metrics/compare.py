@@ -21,7 +21,8 @@ never split in two. Sessions without a ``session_start`` are not compared.
   five sums per window and metric (k, Σn, Σd, Σn², Σd², Σnd): the SQL stores make them in the database in one
   pass over the per-session counts (SQLite as two halves of the sessions on two connections at once), so the
   per-session rows never reach Python; each metric's share of a session is written once (:class:`Share`) and
-  read both as Python and as SQL.
+  read both as Python and as SQL. Small windows (a bound, the session starts in their time ranges, says at
+  most :data:`BOOTSTRAP_MAX_SESSIONS`) skip that pass: only their sessions are read, through the session index.
 - **Verdict.** ``better`` / ``worse`` when the interval excludes 0 (in the metric's good direction or not);
   ``no significant change`` when it includes 0; ``too little data`` when either window has fewer than
   ``min_sessions`` sessions (default :data:`MIN_SESSIONS`) in the metric's denominator: no interval is claimed.
@@ -34,7 +35,7 @@ from __future__ import annotations
 import math
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -212,21 +213,21 @@ def bootstrap(group: Sequence[tuple[Sequence[Pair], Sequence[Pair]]], *, seed: i
     Each resample draws the sessions once for the whole group: the very indices each metric would draw alone
     from ``seed`` (``rng.choices(pairs, k=len(pairs))``, before then after), so grouping the metrics that take
     part in the same sessions (clarity, retries and schema errors all count over the sessions with calls)
-    changes no interval, only the cost. The sums run in C over the drawn indices. ``(None, None)`` when fewer
-    than half the resamples had a denominator on both sides."""
+    changes no interval, only the cost. The sums run in C over the drawn indices: with integer counts (the
+    stores' case), all the group's numerators and denominators of a session are packed into one integer, so a
+    side of a resample is one ``sum`` (exact: integers, each field in a slot wide enough for its total).
+    ``(None, None)`` when fewer than half the resamples had a denominator on both sides."""
     size_b, size_a = len(group[0][0]), len(group[0][1])
-    columns = [([n for n, _ in b], [d for _, d in b], [n for n, _ in a], [d for _, d in a]) for b, a in group]
     rand, floor = random.Random(seed).random, math.floor
     scale_b, scale_a = float(size_b), float(size_a)
     diffs: list[list[float]] = [[] for _ in group]
+    totals = _packed_totals(group)
     for _ in range(resamples):
         picks_b = [floor(rand() * scale_b) for _ in range(size_b)]
         picks_a = [floor(rand() * scale_a) for _ in range(size_a)]
-        for (num_b, den_b, num_a, den_a), out in zip(columns, diffs, strict=True):
-            below = sum(map(den_b.__getitem__, picks_b))
-            above = sum(map(den_a.__getitem__, picks_a))
-            if below and above:
-                out.append(sum(map(num_a.__getitem__, picks_a)) / above - sum(map(num_b.__getitem__, picks_b)) / below)
+        for (n_b, d_b, n_a, d_a), out in zip(totals(picks_b, picks_a), diffs, strict=True):
+            if d_b and d_a:
+                out.append(n_a / d_a - n_b / d_b)
     intervals: list[tuple[float | None, float | None]] = []
     for out in diffs:
         if len(out) < resamples // 2:
@@ -235,6 +236,52 @@ def bootstrap(group: Sequence[tuple[Sequence[Pair], Sequence[Pair]]], *, seed: i
         out.sort()
         intervals.append((out[int(0.025 * (len(out) - 1))], out[math.ceil(0.975 * (len(out) - 1))]))
     return intervals
+
+
+Totaller = Callable[[list[int], list[int]], list[tuple[float, float, float, float]]]
+
+
+def _packed_totals(group: Sequence[tuple[Sequence[Pair], Sequence[Pair]]]) -> Totaller:
+    """``totals(picks_b, picks_a)``: each metric's (Σn before, Σd before, Σn after, Σd after) over the drawn
+    sessions. Integer counts are packed, a session's fields side by side in one integer (each shifted up by
+    ``bias`` so none is negative, in slots of ``width`` bits that hold a side's whole sum), and unpacked from
+    the two sums; other numbers are summed field by field."""
+    columns = [([n for n, _ in b], [d for _, d in b], [n for n, _ in a], [d for _, d in a]) for b, a in group]
+    if not all(type(v) is int for cols in columns for col in cols for v in col):
+        def by_field(picks_b: list[int], picks_a: list[int]) -> list[tuple[float, float, float, float]]:
+            return [(sum(map(nb.__getitem__, picks_b)), sum(map(db.__getitem__, picks_b)),
+                     sum(map(na.__getitem__, picks_a)), sum(map(da.__getitem__, picks_a)))
+                    for nb, db, na, da in columns]
+        return by_field
+    ints = [[[int(v) for v in col] for col in cols] for cols in columns]
+    values = [v for cols in ints for col in cols for v in col]
+    bias = max(0, -min(values, default=0))
+    size = max(len(group[0][0]), len(group[0][1]), 1)
+    width = ((max(values, default=0) + bias) * size).bit_length() + 1
+    mask = (1 << width) - 1
+    fields = 2 * len(group)
+
+    def pack(side: int) -> list[int]:
+        packed = []
+        for i in range(len(ints[0][2 * side])):
+            word = 0
+            for j, cols in enumerate(ints):
+                word |= (cols[2 * side][i] + bias) << (2 * j * width)
+                word |= (cols[2 * side + 1][i] + bias) << ((2 * j + 1) * width)
+            packed.append(word)
+        return packed
+
+    before, after = pack(0), pack(1)
+    off_b, off_a = bias * len(before), bias * len(after)
+
+    def unpack(total: int, offset: int) -> list[int]:
+        return [((total >> (f * width)) & mask) - offset for f in range(fields)]
+
+    def packed_totals(picks_b: list[int], picks_a: list[int]) -> list[tuple[float, float, float, float]]:
+        b = unpack(sum(map(before.__getitem__, picks_b)), off_b)
+        a = unpack(sum(map(after.__getitem__, picks_a)), off_a)
+        return [(b[2 * j], b[2 * j + 1], a[2 * j], a[2 * j + 1]) for j in range(len(group))]
+    return packed_totals
 
 
 def ratio_difference(before: Sums, after: Sums, pairs: tuple[Sequence[Pair], Sequence[Pair]] | None = None, *,
@@ -371,32 +418,55 @@ def _session_rows_sql() -> str:
 def _compare_in_sql(sink: SQLStore, before: Window, after: Window, *, mcp_name: str | None, min_sessions: int,
                     seed: int) -> Comparison:
     """The same comparison with the sums made in the database: the per-session counts never reach Python,
-    except for the bootstrap's few thousand sessions."""
+    except for the bootstrap's few thousand sessions. When a cheap bound (the session starts in the windows'
+    time ranges) says the windows hold no more than those, their sessions are read alone, through the session
+    index, and summed here: the pass over every session is skipped."""
     filters: dict[str, Any] = {"session_id": None, "user_id": None, "mcp_name": mcp_name, "since": None,
                                "until": None}
     windows = tuple({"since": w.since, "until": w.until, "release": w.release} for w in (before, after))
     sql = dialect_of(sink)
-    select = _window_sums_sql()
     with sink.read_snapshot() as (conn, second):
-        split = sql.split_point(conn) if second is not None else None
-        if split is None:
-            row = [int(v or 0) for v in sql.windowed(conn, filters, windows, select)[0]]
-        else:  # two halves of the sessions at once, one per connection (same snapshot): the sums add up
-            low, high = run_halves(lambda c: sql.windowed(c, filters, windows, select, (None, split))[0], conn,
-                                   lambda c: sql.windowed(c, filters, windows, select, (split, None))[0], second)
-            row = [int(a or 0) + int(b or 0) for a, b in zip(low, high, strict=True)]
-        width = 1 + 6 * len(ORDER)
-        blocks = (row[:width], row[width:])
-        counts = [block[0] for block in blocks]
-        sums = {m: (Sums(*blocks[0][1 + 6 * i:7 + 6 * i]), Sums(*blocks[1][1 + 6 * i:7 + 6 * i]))
-                for i, m in enumerate(ORDER)}
-        pairs: dict[str, tuple[list[Pair], list[Pair]]] | None = None
-        if sum(counts) <= BOOTSTRAP_MAX_SESSIONS:
-            rows = sql.windowed(conn, filters, windows, _session_rows_sql(), narrow=True)
-            pairs = {}
-            for i, metric in enumerate(ORDER):
-                ps = [(r[0], r[1], int(r[2 + 2 * i] or 0), int(r[3 + 2 * i] or 0)) for r in rows]
-                pairs[metric] = ([(n, d) for inb, _, n, d in ps if inb and d],
-                                 [(n, d) for _, ina, n, d in ps if ina and d])
+        if sql.sessions_at_most(conn, windows, BOOTSTRAP_MAX_SESSIONS + 1) <= BOOTSTRAP_MAX_SESSIONS:
+            counts, sums, pairs = _from_session_rows(sql.windowed(conn, filters, windows, _session_rows_sql(),
+                                                                  narrow=True))
+        else:
+            counts, sums = _window_sums(sql, conn, second, filters, windows)
+            pairs = None
+            if sum(counts) <= BOOTSTRAP_MAX_SESSIONS:
+                _, _, pairs = _from_session_rows(sql.windowed(conn, filters, windows, _session_rows_sql(),
+                                                              narrow=True))
     return Comparison(before, after, counts[0], counts[1],
                       changes_from(sums, pairs, min_sessions=min_sessions, seed=seed))
+
+
+def _window_sums(sql: Any, conn: Any, second: Any, filters: dict[str, Any], windows: tuple[dict[str, Any], ...]
+                 ) -> tuple[list[int], dict[str, tuple[Sums, Sums]]]:
+    """Each window's sessions and each metric's sums, from one pass over every session in the database."""
+    select = _window_sums_sql()
+    split = sql.split_point(conn) if second is not None else None
+    if split is None:
+        row = [int(v or 0) for v in sql.windowed(conn, filters, windows, select)[0]]
+    else:  # two halves of the sessions at once, one per connection (same snapshot): the sums add up
+        low, high = run_halves(lambda c: sql.windowed(c, filters, windows, select, (None, split))[0], conn,
+                               lambda c: sql.windowed(c, filters, windows, select, (split, None))[0], second)
+        row = [int(a or 0) + int(b or 0) for a, b in zip(low, high, strict=True)]
+    width = 1 + 6 * len(ORDER)
+    blocks = (row[:width], row[width:])
+    sums = {m: (Sums(*blocks[0][1 + 6 * i:7 + 6 * i]), Sums(*blocks[1][1 + 6 * i:7 + 6 * i]))
+            for i, m in enumerate(ORDER)}
+    return [block[0] for block in blocks], sums
+
+
+def _from_session_rows(rows: Sequence[Sequence[Any]]
+                       ) -> tuple[list[int], dict[str, tuple[Sums, Sums]], dict[str, tuple[list[Pair], list[Pair]]]]:
+    """Each window's sessions, each metric's sums and its sessions' pairs, from the per-session rows of
+    :func:`_session_rows_sql` (the same sums the database makes: k and the sums over the sessions whose
+    denominator is not 0)."""
+    counts = [sum(1 for r in rows if r[0]), sum(1 for r in rows if r[1])]
+    sums: dict[str, tuple[Sums, Sums]] = {}
+    pairs: dict[str, tuple[list[Pair], list[Pair]]] = {}
+    for i, metric in enumerate(ORDER):
+        ps = [(r[0], r[1], int(r[2 + 2 * i] or 0), int(r[3 + 2 * i] or 0)) for r in rows]
+        pairs[metric] = ([(n, d) for inb, _, n, d in ps if inb and d], [(n, d) for _, ina, n, d in ps if ina and d])
+        sums[metric] = (Sums.of(pairs[metric][0]), Sums.of(pairs[metric][1]))
+    return counts, sums, pairs

@@ -397,7 +397,7 @@ def set_session_facts(totals: Totals, row: Any) -> None:
 
 
 def window_conditions(windows: tuple[dict[str, Any], dict[str, Any]], placeholder: str, *, true: str,
-                      convert: Callable[[str, Any], Any] = lambda key, value: value
+                      convert: Callable[[str, Any], Any] = lambda key, value: value, at: str = "at"
                       ) -> tuple[list[str], dict[str, Any]]:
     """Each window's condition on a session's start (columns ``at`` and ``rel``), ``before`` then ``after``,
     and their named parameters: ``placeholder`` is the dialect's named mark with ``{name}`` (``:{name}``,
@@ -407,7 +407,7 @@ def window_conditions(windows: tuple[dict[str, Any], dict[str, Any]], placeholde
     params: dict[str, Any] = {}
     for side, window in zip(("before", "after"), windows, strict=True):
         parts = []
-        for key, op, column in (("since", ">=", "at"), ("until", "<", "at"), ("release", "=", "rel")):
+        for key, op, column in (("since", ">=", at), ("until", "<", at), ("release", "=", "rel")):
             value = window.get(key)
             if value is not None:
                 name = f"{side}_{key}"
@@ -415,6 +415,18 @@ def window_conditions(windows: tuple[dict[str, Any], dict[str, Any]], placeholde
                 params[name] = convert(key, value)
         conds.append("(" + " AND ".join(parts) + ")" if parts else true)
     return conds, params
+
+
+def starts_bound(windows: tuple[dict[str, Any], dict[str, Any]], placeholder: str, *, true: str, limit: int,
+                 convert: Callable[[str, Any], Any] = lambda key, value: value) -> tuple[str, dict[str, Any]]:
+    """SQL for a cheap upper bound on the sessions the two windows hold, counted up to ``limit``: the
+    ``session_start`` events whose time falls in either window. A session belongs to a window by its first
+    start, which is one of these events; a release or a filter only narrows a window further."""
+    timed = tuple({k: w.get(k) for k in ("since", "until")} for w in windows)
+    conds, params = window_conditions((timed[0], timed[1]), placeholder, true=true, convert=convert,
+                                      at="created_at")
+    return (f"SELECT COUNT(*) FROM (SELECT 1 FROM raw_analytics WHERE event_name = 'session_start' "
+            f"AND ({conds[0]} OR {conds[1]}) LIMIT {int(limit)}) AS capped", params)
 
 
 def run_halves(first: Callable[[Any], Any], conn: Any, second_half: Callable[[Any], Any],

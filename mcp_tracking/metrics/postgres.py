@@ -26,6 +26,7 @@ from mcp_tracking.metrics.model import (
     session_totals_of,
     set_session_facts,
     sql_in,
+    starts_bound,
     sum_columns,
     totals_of,
     window_conditions,
@@ -267,6 +268,18 @@ def windowed(conn: Any, filters: dict[str, Any], windows: tuple[dict[str, Any], 
         with conn.cursor() as cur:
             cur.execute(sql, params)
             return [tuple(r) for r in cur.fetchall()]
+    finally:
+        conn.rollback()
+
+
+def sessions_at_most(conn: Any, windows: tuple[dict[str, Any], dict[str, Any]], limit: int) -> int:
+    """At least the number of sessions the windows hold, or ``limit`` when that is more (see
+    :func:`~mcp_tracking.metrics.model.starts_bound`): milliseconds through the time index."""
+    sql, params = starts_bound(windows, "%({name})s", true="TRUE", limit=limit)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return int(cur.fetchone()[0])
     finally:
         conn.rollback()
 

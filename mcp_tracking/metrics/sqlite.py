@@ -30,6 +30,7 @@ from mcp_tracking.metrics.model import (
     session_totals_of,
     set_session_facts,
     sql_in,
+    starts_bound,
     sum_columns,
     totals_of,
     window_conditions,
@@ -271,6 +272,14 @@ def windowed(conn: sqlite3.Connection, filters: dict[str, Any], windows: tuple[d
     sql = WINDOWED.format(aw=aw, part=part_sql, per_session=per, in_before=conds[0], in_after=conds[1],
                           select=select)
     return [tuple(r) for r in conn.execute(sql, params)]
+
+
+def sessions_at_most(conn: sqlite3.Connection, windows: tuple[dict[str, Any], dict[str, Any]], limit: int) -> int:
+    """At least the number of sessions the windows hold, or ``limit`` when that is more (see
+    :func:`~mcp_tracking.metrics.model.starts_bound`): milliseconds through the time index."""
+    sql, params = starts_bound(windows, ":{name}", true="1", limit=limit,
+                               convert=lambda key, value: format_timestamp(value))
+    return int(conn.execute(sql, params).fetchone()[0])
 
 
 def split_point(conn: sqlite3.Connection, samples: int = 1001, min_rows: int = 50_000) -> str | None:
