@@ -275,7 +275,7 @@ def windowed(conn: sqlite3.Connection, filters: dict[str, Any], windows: tuple[d
 
 
 def sessions_at_most(conn: sqlite3.Connection, windows: tuple[dict[str, Any], dict[str, Any]], limit: int) -> int:
-    """At least the number of sessions the windows hold, or ``limit`` when that is more (see
+    """An upper bound on the sessions the two windows hold, counted no further than ``limit`` (see
     :func:`~mcp_tracking.metrics.model.starts_bound`): milliseconds through the time index."""
     sql, params = starts_bound(windows, ":{name}", true="1", limit=limit,
                                convert=lambda key, value: format_timestamp(value))
