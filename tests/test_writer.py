@@ -62,6 +62,51 @@ def rows(db: Path, sql: str = "SELECT COUNT(*) FROM raw_analytics") -> list[tupl
         conn.close()
 
 
+def wait_for(check, within: float = 20.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return True
+        except sqlite3.OperationalError:  # the writer has created the file, not yet the table
+            pass
+        time.sleep(0.02)
+    return False
+
+
+def test_the_worker_asks_the_writer_to_confirm_once_a_second_not_every_cycle(tmp_path, monkeypatch):
+    """Each cycle hands its events over without waiting for the writer (every wait is a forced switch of the
+    server's thread). The writer confirms when a flush asks, when ``MAX_UNCONFIRMED`` events are waiting, or
+    ``SYNC_INTERVAL`` after its last answer: the unconfirmed events (what a dying writer could take with it)
+    stay bounded, and the counters come back by themselves."""
+    from mcp_tracking.emit import emitter as emitter_module
+
+    monkeypatch.setattr(emitter_module, "SYNC_INTERVAL", 3600.0)
+    monkeypatch.setattr(emitter_module, "MAX_UNCONFIRMED", 10**9)
+    db = tmp_path / "c.db"
+    client = AnalyticsClient(f"sqlite:///{db}", flush_interval=0.05, handle_sigterm=False)
+    for i in range(50):
+        client.track("u", "custom_event", {"i": i}, session_id="s")
+    assert wait_for(lambda: db.exists() and rows(db) == [(50,)])  # written by the writer, with no flush
+    time.sleep(0.3)  # several more cycles of the worker
+    writer = client.emitter._writer
+    assert writer is not None and writer.pending == 50 and client.emitter.stats.written == 0  # not confirmed
+    assert client.flush(30)  # a flush waits for the confirmation
+    assert writer.pending == 0 and client.emitter.stats.written == 50
+
+    monkeypatch.setattr(emitter_module, "MAX_UNCONFIRMED", 20)  # past the bound: confirmed on the next cycle
+    for i in range(30):
+        client.track("u", "custom_event", {"i": i}, session_id="s")
+    assert wait_for(lambda: writer.pending == 0 and client.emitter.stats.written == 80)
+
+    monkeypatch.setattr(emitter_module, "MAX_UNCONFIRMED", 10**9)
+    monkeypatch.setattr(emitter_module, "SYNC_INTERVAL", 0.2)  # and by time
+    for i in range(5):
+        client.track("u", "custom_event", {"i": i}, session_id="s")
+    assert wait_for(lambda: writer.pending == 0 and client.emitter.stats.written == 85)
+    assert client.close(timeout=30)
+
+
 def test_a_store_url_is_written_by_a_writer_process(tmp_path):
     """The default for a SQLite URL: a child process of ours writes, the processors run there (redaction),
     the counters come back, and closing ends it."""

@@ -31,6 +31,10 @@ DEFAULT_MAX_QUEUE_BYTES = 64 << 20
 EVENT_OVERHEAD = 512
 DEFAULT_BATCH_SIZE = 1000
 DEFAULT_FLUSH_INTERVAL = 0.5
+#: the writer process confirms what it was handed (and sends its counters back) at least this often, in
+#: seconds, and whenever this many events are unconfirmed; a flush always waits for its confirmation
+SYNC_INTERVAL = 1.0
+MAX_UNCONFIRMED = 4000
 DEFAULT_RETRY_TIMEOUT = 60.0
 HEALTH_INTERVAL = 10.0
 #: the counters the writer process keeps for what it was handed (added to the emitter's own)
@@ -303,21 +307,26 @@ class Emitter:
             self._wake.wait(self.flush_interval)
             self._wake.clear()
             wrote = self._replay() if self._writer is None else False
-            unconfirmed = False  # handed to the writer process since its last answer
-            while self._queue:
+            # What is queued now is written in this cycle; what arrives meanwhile waits for the next one,
+            # unless it makes a whole batch (or the emitter is closing). Chasing a few stragglers would take
+            # the interpreter lock from the server's thread once per hand-over (each is a forced switch).
+            due = len(self._queue)
+            while self._queue and (due > 0 or len(self._queue) >= self.batch_size or self._closed):
                 batch, marks = self._take_batch()
+                due -= len(batch) + len(marks)
                 if batch:
                     self._write(batch)
                     wrote = True
-                    unconfirmed = self._writer is not None
                 if marks and self._writer is not None:
                     self._sync()  # a flush waits for the writer process, and brings its counters back
-                    unconfirmed = False
                 for mark in marks:
                     mark.set()
-            if unconfirmed:
-                self._sync()  # its counters, and one cycle in flight at most
-            elif wrote and self._writer is None:
+            writer = self._writer
+            if writer is not None:
+                if writer.pending and (writer.pending >= MAX_UNCONFIRMED or self._closed
+                                       or time.monotonic() - writer.answered_at >= SYNC_INTERVAL):
+                    self._sync()  # its counters, and a bounded number of events it has not confirmed
+            elif wrote:
                 try:
                     self.sink.flush()
                 except Exception:

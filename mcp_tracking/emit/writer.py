@@ -23,7 +23,9 @@ exit). The writer answers ``A`` once too when it is ready.
 **What can be lost.** The same as with the thread: events still in the server's queue when the server is
 killed. Everything the server has handed over is written, even if the server dies right after. If the
 writer dies, the worker notices on the next hand-over (a broken pipe, or no answer to a sync), counts the
-events it had handed over since the last answer as ``failed_events``, and goes on in the thread.
+events it had handed over since the last answer as ``failed_events`` (the worker asks for an answer at
+least once a second and whenever 4,000 events are unconfirmed, and a flush always waits for one), and
+goes on in the thread.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -67,6 +70,7 @@ class WriterProcess:
         self.spec = spec
         self.proc: subprocess.Popen[bytes] | None = None
         self.pending = 0  # events handed over since the last answer
+        self.answered_at = time.monotonic()  # when the writer last answered (or was started)
         self.counters: dict[str, int] = {}
 
     @property
@@ -192,6 +196,7 @@ class WriterProcess:
             raise WriterGone(f"the writer process is gone ({answer!r})")
         self.counters = orjson.loads(answer[1])
         self.pending = 0
+        self.answered_at = time.monotonic()
         return self.counters
 
 
