@@ -426,15 +426,15 @@ def _compare_in_sql(sink: SQLStore, before: Window, after: Window, *, mcp_name: 
     windows = tuple({"since": w.since, "until": w.until, "release": w.release} for w in (before, after))
     sql = dialect_of(sink)
     with sink.read_snapshot() as (conn, second):
-        if sql.sessions_at_most(conn, windows, BOOTSTRAP_MAX_SESSIONS + 1) <= BOOTSTRAP_MAX_SESSIONS:
+        whole = None  # the pass over every session, when the bound does not rule it out
+        if sql.sessions_at_most(conn, windows, BOOTSTRAP_MAX_SESSIONS + 1) > BOOTSTRAP_MAX_SESSIONS:
+            whole = _window_sums(sql, conn, second, filters, windows)
+        pairs: dict[str, tuple[list[Pair], list[Pair]]] | None = None
+        if whole is None or sum(whole[0]) <= BOOTSTRAP_MAX_SESSIONS:  # few enough for the bootstrap
             counts, sums, pairs = _from_session_rows(sql.windowed(conn, filters, windows, _session_rows_sql(),
                                                                   narrow=True))
         else:
-            counts, sums = _window_sums(sql, conn, second, filters, windows)
-            pairs = None
-            if sum(counts) <= BOOTSTRAP_MAX_SESSIONS:
-                _, _, pairs = _from_session_rows(sql.windowed(conn, filters, windows, _session_rows_sql(),
-                                                              narrow=True))
+            counts, sums = whole
     return Comparison(before, after, counts[0], counts[1],
                       changes_from(sums, pairs, min_sessions=min_sessions, seed=seed))
 
